@@ -1,0 +1,305 @@
+//! The one HTTP router every runtime serves (`http::Request` in, `http::Response` out), so
+//! routes, status codes and error bodies cannot drift between Lambda and the local server.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::greenhouse::MAX_BODY_BYTES;
+use crate::ingest::{self, IngestError, IngestOutcome};
+use crate::instance::{ConfigError, token_hash};
+use crate::manage::{Manage, ManageError, event_json, instance_json};
+use crate::network::NetworkPolicy;
+use crate::ports::{Callback, Clock, Events, Instances};
+
+/// Deployment configuration the router needs. Debug never prints the secrets.
+#[derive(Clone)]
+pub struct ApiConfig {
+    pub admin_user_secret: String,
+    pub admin_org_secret: String,
+    /// What `webhookUrl` starts with; when absent it is derived from the request's Host.
+    pub public_base_url: Option<String>,
+    pub policy: NetworkPolicy,
+}
+
+impl std::fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("admin_user_secret", &"********")
+            .field("admin_org_secret", &"********")
+            .field("public_base_url", &self.public_base_url)
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+#[derive(Clone)]
+pub struct Api {
+    pub instances: Arc<dyn Instances>,
+    pub events: Arc<dyn Events>,
+    pub callback: Arc<dyn Callback>,
+    pub clock: Arc<dyn Clock>,
+    pub config: Arc<ApiConfig>,
+}
+
+/// Every error the API answers with, mapped to a status and the JSON body in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method {0} is not allowed here")]
+    MethodNotAllowed(Method),
+    #[error("the body is larger than {MAX_BODY_BYTES} bytes")]
+    TooLarge,
+    #[error("the service cannot store this right now, retry later")]
+    Unavailable,
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn into_response(self, request_id: &str) -> Response<Bytes> {
+        if let ApiError::Unavailable = self {
+            tracing::error!(request_id, "answered 503: storage unavailable");
+        }
+        json_response(self.status(), &json!({"message": self.to_string(), "requestId": request_id}))
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::TooLarge => ApiError::TooLarge,
+            IngestError::UnknownInstance => ApiError::NotFound(e.to_string()),
+            IngestError::Signature(e) => ApiError::Unauthorized(e.to_string()),
+            IngestError::Malformed(e) => ApiError::BadRequest(e.to_string()),
+            IngestError::Unavailable(e) => {
+                tracing::error!(error = %e, "ingest storage failure");
+                ApiError::Unavailable
+            }
+        }
+    }
+}
+
+impl From<ManageError> for ApiError {
+    fn from(e: ManageError) -> Self {
+        match e {
+            ManageError::Invalid(ConfigError { field, message }) => ApiError::BadRequest(format!("{field}: {message}")),
+            ManageError::BadQuery(m) => ApiError::BadRequest(m),
+            ManageError::NotFound(m) => ApiError::NotFound(m),
+            ManageError::Unavailable(e) => {
+                tracing::error!(error = %e, "management storage failure");
+                ApiError::Unavailable
+            }
+        }
+    }
+}
+
+pub fn json_response(status: StatusCode, value: &Value) -> Response<Bytes> {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut r = Response::new(Bytes::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    r
+}
+
+impl Api {
+    /// Routes one request. `request_id` goes into every error body and log line.
+    pub async fn handle(&self, req: Request<Bytes>, request_id: &str) -> Response<Bytes> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let mut resp = match self.route(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::info!(request_id, %method, path, status = e.status().as_u16(), message = %e, "request refused");
+                e.into_response(request_id)
+            }
+        };
+        if let Ok(v) = header::HeaderValue::from_str(request_id) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+        resp
+    }
+
+    fn manage(&self) -> Manage<'_> {
+        Manage {
+            instances: self.instances.as_ref(),
+            events: self.events.as_ref(),
+            callback: self.callback.as_ref(),
+            clock: self.clock.as_ref(),
+            policy: &self.config.policy,
+        }
+    }
+
+    async fn route(&self, req: Request<Bytes>) -> Result<Response<Bytes>, ApiError> {
+        let segments: Vec<String> = req
+            .uri()
+            .path()
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| percent_decode(s))
+            .collect();
+        let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let method = req.method().clone();
+        let query = parse_query(req.uri().query());
+        let base = self.public_base_url(req.headers());
+        let ok = |v: Value| Ok(json_response(StatusCode::OK, &v));
+        match (segs.as_slice(), &method) {
+            (["events", "greenhouse", id], &Method::POST) => self.ingest(parse_id(id)?, &req).await,
+            (["events", "greenhouse", _], m) => Err(ApiError::MethodNotAllowed(m.clone())),
+            (["health"], &Method::GET) => ok(json!({"status": "ok"})),
+            (["instances"], &Method::POST) => {
+                self.authorize(req.headers(), None).await?;
+                let (instance, token, secret) = self.manage().create(req.body()).await?;
+                ok(instance_json(&instance, &base, Some(&token), secret.as_deref()))
+            }
+            (["instances"], &Method::GET) => {
+                self.authorize(req.headers(), None).await?;
+                let list = self.manage().list().await?;
+                ok(Value::Array(list.iter().map(|i| instance_json(i, &base, None, None)).collect()))
+            }
+            (["instances"], m) => Err(ApiError::MethodNotAllowed(m.clone())),
+            (["instances", id], m) => {
+                let id = parse_id(id)?;
+                match *m {
+                    Method::GET => {
+                        self.authorize(req.headers(), Some(id)).await?;
+                        ok(instance_json(&self.manage().get(id).await?, &base, None, None))
+                    }
+                    Method::PATCH | Method::PUT => {
+                        self.authorize(req.headers(), None).await?;
+                        ok(instance_json(&self.manage().patch(id, req.body()).await?, &base, None, None))
+                    }
+                    Method::DELETE => {
+                        self.authorize(req.headers(), None).await?;
+                        self.manage().delete(id).await?;
+                        ok(json!({"id": id, "deleted": true}))
+                    }
+                    _ => Err(ApiError::MethodNotAllowed(m.clone())),
+                }
+            }
+            (["instances", id, "events"], &Method::GET) => {
+                let id = parse_id(id)?;
+                self.authorize(req.headers(), Some(id)).await?;
+                let list = self.manage().list_events(id, &query).await?;
+                ok(Value::Array(list.iter().map(event_json).collect()))
+            }
+            (["instances", id, "events", "redeliver"], &Method::POST) => {
+                let id = parse_id(id)?;
+                self.authorize(req.headers(), Some(id)).await?;
+                let ids = self.manage().redeliver_many(id, &query).await?;
+                ok(json!({"redelivered": ids.len(), "eventIds": ids}))
+            }
+            (["instances", id, "events", event_id, "redeliver"], &Method::POST) => {
+                let id = parse_id(id)?;
+                self.authorize(req.headers(), Some(id)).await?;
+                self.manage().redeliver_one(id, event_id).await?;
+                ok(json!({"eventId": event_id, "status": "pending"}))
+            }
+            (["instances", _, "events", ..], m) => Err(ApiError::MethodNotAllowed(m.clone())),
+            _ => Err(ApiError::NotFound(format!("no route for {method} {}", req.uri().path()))),
+        }
+    }
+
+    async fn ingest(&self, id: i64, req: &Request<Bytes>) -> Result<Response<Bytes>, ApiError> {
+        let headers = req.headers();
+        let signature = headers.get("signature").map(|v| v.as_bytes());
+        let gh_event_id = headers.get("greenhouse-event-id").and_then(|v| v.to_str().ok());
+        let outcome = ingest::accept_webhook(
+            self.instances.as_ref(),
+            self.events.as_ref(),
+            self.clock.as_ref(),
+            id,
+            signature,
+            gh_event_id,
+            req.body(),
+        )
+        .await?;
+        let body = match outcome {
+            IngestOutcome::Queued { event_id } => json!({"eventId": event_id}),
+            IngestOutcome::Duplicate { event_id } => json!({"eventId": event_id, "duplicate": true}),
+            IngestOutcome::Ping => json!({"ping": true}),
+        };
+        Ok(json_response(StatusCode::OK, &body))
+    }
+
+    fn public_base_url(&self, headers: &HeaderMap) -> String {
+        if let Some(base) = &self.config.public_base_url {
+            return base.trim_end_matches('/').to_owned();
+        }
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        let proto = headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()).unwrap_or("http");
+        format!("{proto}://{host}")
+    }
+
+    /// Admin credentials, or (where `scope` names an instance) that instance's token.
+    async fn authorize(&self, headers: &HeaderMap, scope: Option<i64>) -> Result<(), ApiError> {
+        let denied = || ApiError::Unauthorized("missing or wrong Authorization header".into());
+        let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(denied)?;
+        if let Some(token) = value.trim().strip_prefix("Element ") {
+            let Some(id) = scope else { return Err(denied()) };
+            let instance = self.instances.get(id).await.map_err(|e| {
+                tracing::error!(error = %e, "instance lookup failed during authorization");
+                ApiError::Unavailable
+            })?;
+            let hash = token_hash(token.trim());
+            return match instance {
+                Some(i) if same_secret(&hash, &i.token_hash) => Ok(()),
+                _ => Err(denied()),
+            };
+        }
+        let (mut user, mut org) = (None, None);
+        for part in value.split(',') {
+            let part = part.trim();
+            if let Some(u) = part.strip_prefix("User ") {
+                user = Some(u.trim());
+            } else if let Some(o) = part.strip_prefix("Organization ") {
+                org = Some(o.trim());
+            }
+        }
+        match (user, org) {
+            (Some(u), Some(o)) if same_secret(u, &self.config.admin_user_secret) & same_secret(o, &self.config.admin_org_secret) => {
+                Ok(())
+            }
+            _ => Err(denied()),
+        }
+    }
+}
+
+/// Compares digests, so the time taken says nothing about the secret.
+fn same_secret(given: &str, expected: &str) -> bool {
+    !expected.is_empty() && Sha256::digest(given.as_bytes()) == Sha256::digest(expected.as_bytes())
+}
+
+fn parse_id(s: &str) -> Result<i64, ApiError> {
+    s.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::NotFound(format!("`{s}` is not an instance id")))
+}
+
+fn parse_query(q: Option<&str>) -> Map<String, Value> {
+    url::form_urlencoded::parse(q.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+}

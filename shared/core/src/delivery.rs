@@ -1,0 +1,83 @@
+//! Use case: one delivery attempt of one queued notification, and what follows it.
+
+use std::time::Duration;
+
+use rand::RngExt;
+
+use crate::notification;
+use crate::ports::{AttemptLog, Callback, CallbackResponse, Clock, Events, Instances, NextStep, QueuedEvent, StoreError};
+use crate::retry::{self, AttemptResult, Decision};
+
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryConfig {
+    /// Multiplies every retry delay. 1.0 in production; tests shrink hours to milliseconds.
+    pub time_scale: f64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig { time_scale: 1.0 }
+    }
+}
+
+/// Attempts `event` once, logs the attempt and returns the step the store recorded.
+pub async fn deliver(
+    instances: &dyn Instances,
+    events: &dyn Events,
+    callback: &dyn Callback,
+    clock: &dyn Clock,
+    config: DeliveryConfig,
+    event: &QueuedEvent,
+) -> Result<NextStep, StoreError> {
+    let started = clock.now_ms();
+    let instance = instances.get(event.instance_id).await?;
+    let response = match &instance {
+        None => refused("the instance was deleted"),
+        Some(i) if !i.settings().events_enabled => refused("events are disabled for this instance"),
+        Some(i) => match &i.settings().callback_url {
+            None => refused("the instance has no callback URL"),
+            Some(url) => {
+                let key = i.settings().signature_key.as_deref().map(str::as_bytes);
+                let headers = notification::headers(&event.body, &event.event_id, key, started / 1000);
+                callback.post(url, &headers, &event.body).await
+            }
+        },
+    };
+    let attempt = event.attempts + 1;
+    let decision = retry::decide(attempt, &response.result, rand::rng().random_range(-1.0..=1.0));
+    let next = match decision {
+        Decision::Delivered => NextStep::Delivered,
+        Decision::RetryAfter(delay) => {
+            let delay = delay.mul_f64(config.time_scale.max(0.0));
+            NextStep::RetryAt { at_ms: clock.now_ms() + delay.as_millis() as i64 }
+        }
+        Decision::DeadLetter(reason) => NextStep::DeadLettered(reason),
+    };
+    let log = AttemptLog {
+        at_ms: started,
+        series: event.series,
+        attempt,
+        status_code: response.status_code,
+        error: response.error,
+        duration_ms: response.duration.as_millis() as u64,
+        response_body: response.body_excerpt,
+    };
+    match &next {
+        NextStep::Delivered => tracing::info!(event_id = %event.event_id, instance_id = event.instance_id, attempt, status = ?log.status_code, "delivered"),
+        _ => tracing::warn!(event_id = %event.event_id, instance_id = event.instance_id, attempt, status = ?log.status_code, error = ?log.error, next = ?next, "delivery attempt failed"),
+    }
+    events.record_attempt(event, log, next.clone()).await?;
+    Ok(next)
+}
+
+/// An attempt that could not even be made: it counts as a failure so the schedule still
+/// applies and the notification ends dead-lettered (and redeliverable), never dropped.
+fn refused(reason: &str) -> CallbackResponse {
+    CallbackResponse {
+        result: AttemptResult::Failed,
+        status_code: None,
+        error: Some(reason.to_owned()),
+        body_excerpt: String::new(),
+        duration: Duration::ZERO,
+    }
+}

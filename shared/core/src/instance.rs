@@ -1,0 +1,357 @@
+//! Element instances: the Cloud Elements `POST /instances` body, its validation, and the rule
+//! that secrets leave the service only once, at creation.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngExt;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+pub const ELEMENT_KEY: &str = "greenhouse";
+pub const MASK: &str = "********";
+
+pub const API_KEY: &str = "api.key";
+pub const VENDOR_TYPE: &str = "event.vendor.type";
+pub const EVENTS_ENABLED: &str = "event.notification.enabled";
+pub const CALLBACK_URL: &str = "event.notification.callback.url";
+pub const SIGNATURE_KEY: &str = "event.notification.signature.key";
+pub const VENDOR_SIGNATURE_KEY: &str = "event.vendor.signature.key";
+
+const MAX_NAME_CHARS: usize = 256;
+const MAX_TAGS: usize = 50;
+
+/// A validation failure, naming the field so a person can fix the request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError { field: field.to_owned(), message: message.into() }
+}
+
+/// What the service itself reads from an instance's configuration.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub events_enabled: bool,
+    pub callback_url: Option<String>,
+    pub signature_key: Option<String>,
+    pub vendor_keys: Vec<String>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("events_enabled", &self.events_enabled)
+            .field("callback_url", &self.callback_url)
+            .field("signature_key", &self.signature_key.as_ref().map(|_| MASK))
+            .field("vendor_keys", &self.vendor_keys.len())
+            .finish()
+    }
+}
+
+/// A validated instance body (create) or the validated result of a merge (patch).
+#[derive(Debug, Clone)]
+pub struct InstanceSpec {
+    pub name: String,
+    pub tags: Vec<String>,
+    /// Normalised (booleans as JSON booleans), unknown keys kept, secrets in clear.
+    pub configuration: Map<String, Value>,
+    pub settings: Settings,
+}
+
+/// `POST /instances`. A missing vendor signature key is generated and returned as `Some`.
+pub fn parse_create(body: &[u8]) -> Result<(InstanceSpec, Option<String>), ConfigError> {
+    let doc = parse_object(body)?;
+    let element_key = doc.get("element").and_then(|e| e.get("key")).and_then(Value::as_str);
+    if element_key != Some(ELEMENT_KEY) {
+        return Err(invalid("element.key", format!("must be \"{ELEMENT_KEY}\"")));
+    }
+    let name = match doc.get("name") {
+        Some(v) => parse_name(v)?,
+        None => return Err(invalid("name", "is required")),
+    };
+    let tags = doc.get("tags").map(parse_tags).transpose()?.unwrap_or_default();
+    let mut configuration = match doc.get("configuration") {
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => return Err(invalid("configuration", "must be an object")),
+        None => return Err(invalid("configuration", "is required")),
+    };
+    let generated = if configuration.get(VENDOR_SIGNATURE_KEY).is_none_or(Value::is_null) {
+        let secret = generate_secret();
+        configuration.insert(VENDOR_SIGNATURE_KEY.to_owned(), Value::String(secret.clone()));
+        Some(secret)
+    } else {
+        None
+    };
+    let (configuration, settings) = normalize(configuration)?;
+    Ok((InstanceSpec { name, tags, configuration, settings }, generated))
+}
+
+/// `PATCH /instances/{id}`: `name`, `tags` and a partial `configuration` (a key set to null
+/// is removed), validated as a whole after the merge.
+pub fn apply_patch(current: &InstanceSpec, body: &[u8]) -> Result<InstanceSpec, ConfigError> {
+    let doc = parse_object(body)?;
+    if let Some(key) = doc.get("element").and_then(|e| e.get("key")) {
+        if key.as_str() != Some(ELEMENT_KEY) {
+            return Err(invalid("element.key", format!("must be \"{ELEMENT_KEY}\"")));
+        }
+    }
+    let name = doc.get("name").map(parse_name).transpose()?.unwrap_or_else(|| current.name.clone());
+    let tags = doc.get("tags").map(parse_tags).transpose()?.unwrap_or_else(|| current.tags.clone());
+    let mut configuration = current.configuration.clone();
+    match doc.get("configuration") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(patch)) => {
+            for (k, v) in patch {
+                if v.is_null() {
+                    configuration.remove(k);
+                } else if is_secret_key(k) && v.as_str() == Some(MASK) {
+                    // A client echoing a masked value back means "unchanged".
+                } else {
+                    configuration.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        Some(_) => return Err(invalid("configuration", "must be an object")),
+    }
+    if configuration.get(VENDOR_SIGNATURE_KEY).is_none() {
+        return Err(invalid(
+            &format!("configuration.{VENDOR_SIGNATURE_KEY}"),
+            "cannot be removed: Greenhouse deliveries are verified with it",
+        ));
+    }
+    let (configuration, settings) = normalize(configuration)?;
+    Ok(InstanceSpec { name, tags, configuration, settings })
+}
+
+fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ConfigError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(invalid("body", "must be a JSON object")),
+        Err(e) => Err(invalid("body", format!("is not valid JSON: {e}"))),
+    }
+}
+
+fn parse_name(v: &Value) -> Result<String, ConfigError> {
+    match v.as_str().map(str::trim) {
+        Some(n) if !n.is_empty() && n.chars().count() <= MAX_NAME_CHARS => Ok(n.to_owned()),
+        _ => Err(invalid("name", format!("must be a non-empty string of at most {MAX_NAME_CHARS} characters"))),
+    }
+}
+
+fn parse_tags(v: &Value) -> Result<Vec<String>, ConfigError> {
+    let err = || invalid("tags", format!("must be an array of at most {MAX_TAGS} strings"));
+    let items = v.as_array().ok_or_else(err)?;
+    if items.len() > MAX_TAGS {
+        return Err(err());
+    }
+    items.iter().map(|t| t.as_str().map(str::to_owned).ok_or_else(err)).collect()
+}
+
+fn parse_bool(field: &str, v: &Value) -> Result<bool, ConfigError> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
+        _ => Err(invalid(&format!("configuration.{field}"), "must be true or false")),
+    }
+}
+
+fn parse_secret(field: &str, v: &Value) -> Result<String, ConfigError> {
+    match v.as_str() {
+        Some(s) if !s.is_empty() => Ok(s.to_owned()),
+        _ => Err(invalid(&format!("configuration.{field}"), "must be a non-empty string")),
+    }
+}
+
+/// Validates the keys the service reads and normalises booleans. The callback URL's network
+/// rules need DNS and are checked by the caller (`network::NetworkPolicy`).
+pub fn normalize(mut configuration: Map<String, Value>) -> Result<(Map<String, Value>, Settings), ConfigError> {
+    if let Some(v) = configuration.get(VENDOR_TYPE) {
+        if !matches!(v.as_str(), Some("webhooks" | "webhook")) {
+            return Err(invalid(&format!("configuration.{VENDOR_TYPE}"), "must be \"webhooks\""));
+        }
+    }
+    let callback_url = match configuration.get(CALLBACK_URL) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        Some(_) => return Err(invalid(&format!("configuration.{CALLBACK_URL}"), "must be a URL string")),
+    };
+    let events_enabled = match configuration.get(EVENTS_ENABLED) {
+        None | Some(Value::Null) => callback_url.is_some(),
+        Some(v) => parse_bool(EVENTS_ENABLED, v)?,
+    };
+    configuration.insert(EVENTS_ENABLED.to_owned(), Value::Bool(events_enabled));
+    if events_enabled && callback_url.is_none() {
+        return Err(invalid(&format!("configuration.{CALLBACK_URL}"), "is required when events are enabled"));
+    }
+    let signature_key = match configuration.get(SIGNATURE_KEY) {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(parse_secret(SIGNATURE_KEY, v)?),
+    };
+    let vendor_keys = match configuration.get(VENDOR_SIGNATURE_KEY) {
+        None | Some(Value::Null) => vec![],
+        Some(Value::Array(items)) if !items.is_empty() => {
+            items.iter().map(|v| parse_secret(VENDOR_SIGNATURE_KEY, v)).collect::<Result<_, _>>()?
+        }
+        Some(Value::Array(_)) => {
+            return Err(invalid(&format!("configuration.{VENDOR_SIGNATURE_KEY}"), "must hold at least one key"));
+        }
+        Some(v) => vec![parse_secret(VENDOR_SIGNATURE_KEY, v)?],
+    };
+    if let Some(v) = configuration.get(API_KEY) {
+        if !v.is_null() {
+            parse_secret(API_KEY, v)?;
+        }
+    }
+    Ok((configuration, Settings { events_enabled, callback_url, signature_key, vendor_keys }))
+}
+
+/// Configuration keys whose values are secrets: the documented ones and anything named like one.
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [API_KEY, SIGNATURE_KEY, VENDOR_SIGNATURE_KEY].contains(&key)
+        || k.ends_with("key")
+        || k.contains("secret")
+        || k.contains("password")
+        || k.ends_with("token")
+}
+
+/// The configuration as responses show it: every secret replaced by the mask.
+pub fn masked(configuration: &Map<String, Value>) -> Map<String, Value> {
+    configuration
+        .iter()
+        .map(|(k, v)| {
+            let v = if is_secret_key(k) && !v.is_null() { Value::String(MASK.to_owned()) } else { v.clone() };
+            (k.clone(), v)
+        })
+        .collect()
+}
+
+/// 256 random bits, URL-safe, prefixed so that a leaked one is recognisable in a scan.
+pub fn generate_secret() -> String {
+    format!("whsec_{}", random_token())
+}
+
+/// The instance token (`Authorization: Element <token>`), 256 random bits.
+pub fn generate_token() -> String {
+    random_token()
+}
+
+fn random_token() -> String {
+    let bytes: [u8; 32] = rand::rng().random();
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Tokens are stored hashed: a leaked database does not hand out API access.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn body(conf: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({"element": {"key": "greenhouse"}, "configuration": conf, "tags": ["acme"], "name": "acme-prod"})).unwrap()
+    }
+
+    #[test]
+    fn cloud_elements_body_is_accepted_with_string_booleans_and_unknown_keys() {
+        let (spec, generated) = parse_create(&body(json!({
+            "event.vendor.type": "webhook",
+            "event.notification.enabled": "true",
+            "event.notification.callback.url": "https://r.example/hooks",
+            "event.notification.signature.key": "sig",
+            "event.vendor.signature.key": ["a", "b"],
+            "custom.thing": 42,
+        })))
+        .unwrap();
+        assert!(generated.is_none());
+        assert_eq!(spec.name, "acme-prod");
+        assert_eq!(spec.tags, vec!["acme"]);
+        assert!(spec.settings.events_enabled);
+        assert_eq!(spec.settings.vendor_keys, vec!["a", "b"]);
+        assert_eq!(spec.settings.signature_key.as_deref(), Some("sig"));
+        assert_eq!(spec.configuration["custom.thing"], 42);
+        assert_eq!(spec.configuration[EVENTS_ENABLED], true);
+    }
+
+    #[test]
+    fn a_missing_vendor_key_is_generated_once() {
+        let (spec, generated) = parse_create(&body(json!({"event.notification.callback.url": "https://r.example/"}))).unwrap();
+        let secret = generated.unwrap();
+        assert!(secret.starts_with("whsec_") && secret.len() > 40);
+        assert_eq!(spec.settings.vendor_keys, vec![secret.clone()]);
+        assert!(spec.settings.events_enabled);
+        let (_, other) = parse_create(&body(json!({"event.notification.callback.url": "https://r.example/"}))).unwrap();
+        assert_ne!(other.unwrap(), secret);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let field = |b: Vec<u8>| parse_create(&b).unwrap_err().field;
+        assert_eq!(field(b"[]".to_vec()), "body");
+        assert_eq!(field(b"{".to_vec()), "body");
+        assert_eq!(field(serde_json::to_vec(&json!({"element": {"key": "bamboohr"}, "name": "x", "configuration": {}})).unwrap()), "element.key");
+        assert_eq!(field(serde_json::to_vec(&json!({"element": {"key": "greenhouse"}, "configuration": {}})).unwrap()), "name");
+        assert_eq!(field(body(json!({"event.vendor.type": "polling"}))), "configuration.event.vendor.type");
+        assert_eq!(field(body(json!({"event.notification.enabled": "yes"}))), "configuration.event.notification.enabled");
+        assert_eq!(field(body(json!({"event.notification.enabled": true}))), "configuration.event.notification.callback.url");
+        assert_eq!(field(body(json!({"event.notification.callback.url": 5}))), "configuration.event.notification.callback.url");
+        assert_eq!(
+            field(body(json!({"event.notification.callback.url": "https://x/", "event.vendor.signature.key": []}))),
+            "configuration.event.vendor.signature.key"
+        );
+        assert_eq!(
+            field(body(json!({"event.notification.callback.url": "https://x/", "event.notification.signature.key": ""}))),
+            "configuration.event.notification.signature.key"
+        );
+    }
+
+    #[test]
+    fn masking_hides_every_secret() {
+        let (spec, _) = parse_create(&body(json!({
+            "event.notification.callback.url": "https://r.example/",
+            "event.notification.signature.key": "s1",
+            "event.vendor.signature.key": ["s2"],
+            "api.key": "s3",
+            "oauth.client.secret": "s4",
+            "some.password": "s5",
+            "refresh_token": "s6",
+        })))
+        .unwrap();
+        let shown = serde_json::to_string(&masked(&spec.configuration)).unwrap();
+        for s in ["s1", "s2", "s3", "s4", "s5", "s6"] {
+            assert!(!shown.contains(&format!("\"{s}\"")), "{s} leaked: {shown}");
+        }
+        assert!(shown.contains("https://r.example/"));
+        assert!(!format!("{:?}", spec.settings).contains("s1"));
+    }
+
+    #[test]
+    fn patch_merges_and_revalidates() {
+        let (spec, _) = parse_create(&body(json!({"event.notification.callback.url": "https://r.example/", "event.vendor.signature.key": "v"}))).unwrap();
+        let patched = apply_patch(&spec, br#"{"configuration":{"event.notification.enabled":"false","event.vendor.signature.key":"********"},"name":"renamed"}"#).unwrap();
+        assert!(!patched.settings.events_enabled);
+        assert_eq!(patched.settings.vendor_keys, vec!["v"]);
+        assert_eq!(patched.name, "renamed");
+        assert_eq!(patched.tags, vec!["acme"]);
+        let err = apply_patch(&spec, br#"{"configuration":{"event.vendor.signature.key":null}}"#).unwrap_err();
+        assert_eq!(err.field, "configuration.event.vendor.signature.key");
+        let err = apply_patch(&spec, br#"{"configuration":{"event.notification.callback.url":null,"event.notification.enabled":true}}"#).unwrap_err();
+        assert_eq!(err.field, "configuration.event.notification.callback.url");
+    }
+
+    #[test]
+    fn tokens_are_random_and_hashed() {
+        let t = generate_token();
+        assert_ne!(t, generate_token());
+        assert_eq!(token_hash(&t), token_hash(&t));
+        assert_ne!(token_hash(&t), t);
+    }
+}

@@ -1,0 +1,190 @@
+//! Use cases: manage element instances, list and redeliver their notifications.
+
+use serde_json::{Map, Value, json};
+use url::Host;
+
+use crate::instance::{self, CALLBACK_URL, ConfigError, InstanceSpec};
+use crate::network::NetworkPolicy;
+use crate::ports::{Callback, Clock, EventQuery, EventRecord, EventStatus, Events, Instance, Instances, StoreError, rfc3339};
+
+pub const DEFAULT_EVENT_LIMIT: usize = 50;
+pub const MAX_EVENT_LIMIT: usize = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManageError {
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+    #[error("{0}")]
+    BadQuery(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Unavailable(#[from] StoreError),
+}
+
+pub struct Manage<'a> {
+    pub instances: &'a dyn Instances,
+    pub events: &'a dyn Events,
+    pub callback: &'a dyn Callback,
+    pub clock: &'a dyn Clock,
+    pub policy: &'a NetworkPolicy,
+}
+
+/// The instance as the API shows it: Cloud Elements fields, secrets masked.
+pub fn instance_json(instance: &Instance, public_base_url: &str, token: Option<&str>, webhook_secret: Option<&str>) -> Value {
+    let s = &instance.spec;
+    let mut v = json!({
+        "id": instance.id,
+        "name": s.name,
+        "token": token.unwrap_or(instance::MASK),
+        "tags": s.tags,
+        "element": {"key": instance::ELEMENT_KEY},
+        "configuration": instance::masked(&s.configuration),
+        "eventsEnabled": s.settings.events_enabled,
+        "eventsNotificationCallbackUrl": s.settings.callback_url,
+        "createdDate": rfc3339(instance.created_at_ms),
+        "webhookUrl": format!("{}/events/greenhouse/{}", public_base_url.trim_end_matches('/'), instance.id),
+        "lastPing": instance.last_ping,
+    });
+    if let Some(secret) = webhook_secret {
+        v["webhookSecret"] = Value::String(secret.to_owned());
+    }
+    v
+}
+
+pub fn event_json(e: &EventRecord) -> Value {
+    let notification = serde_json::from_slice::<&serde_json::value::RawValue>(&e.body).ok();
+    json!({
+        "eventId": e.event_id,
+        "instanceId": e.instance_id,
+        "part": e.part,
+        "action": e.action,
+        "status": e.status.as_str(),
+        "createdDate": rfc3339(e.created_at_ms),
+        "updatedDate": rfc3339(e.updated_at_ms),
+        "nextAttemptDate": e.next_attempt_at_ms.map(rfc3339),
+        "deadLetterReason": e.dead_letter_reason,
+        "series": e.series,
+        "attemptCount": e.attempts.len(),
+        "attempts": e.attempts.iter().map(|a| json!({
+            "date": rfc3339(a.at_ms),
+            "series": a.series,
+            "attempt": a.attempt,
+            "statusCode": a.status_code,
+            "error": a.error,
+            "durationMs": a.duration_ms,
+            "responseBody": a.response_body,
+        })).collect::<Vec<_>>(),
+        "notification": notification,
+    })
+}
+
+impl Manage<'_> {
+    /// Returns the instance, its token (shown once) and the generated vendor secret, if any.
+    pub async fn create(&self, body: &[u8]) -> Result<(Instance, String, Option<String>), ManageError> {
+        let (spec, generated) = instance::parse_create(body)?;
+        self.check_callback(&spec).await?;
+        let token = instance::generate_token();
+        let created = self.instances.create(spec, instance::token_hash(&token), self.clock.now_ms()).await?;
+        tracing::info!(instance_id = created.id, "instance created");
+        Ok((created, token, generated))
+    }
+
+    pub async fn get(&self, id: i64) -> Result<Instance, ManageError> {
+        self.instances.get(id).await?.ok_or_else(|| not_found(id))
+    }
+
+    pub async fn list(&self) -> Result<Vec<Instance>, ManageError> {
+        Ok(self.instances.list().await?)
+    }
+
+    pub async fn patch(&self, id: i64, body: &[u8]) -> Result<Instance, ManageError> {
+        let current = self.get(id).await?;
+        let spec = instance::apply_patch(&current.spec, body)?;
+        if spec.settings.callback_url != current.spec.settings.callback_url {
+            self.check_callback(&spec).await?;
+        }
+        let updated = self.instances.update(id, spec).await?.ok_or_else(|| not_found(id))?;
+        tracing::info!(instance_id = id, "instance updated");
+        Ok(updated)
+    }
+
+    pub async fn delete(&self, id: i64) -> Result<(), ManageError> {
+        if self.instances.delete(id).await? {
+            tracing::info!(instance_id = id, "instance deleted");
+            Ok(())
+        } else {
+            Err(not_found(id))
+        }
+    }
+
+    pub async fn list_events(&self, id: i64, query: &Map<String, Value>) -> Result<Vec<EventRecord>, ManageError> {
+        self.get(id).await?;
+        let q = event_query(query, None)?;
+        Ok(self.events.list(id, &q).await?)
+    }
+
+    pub async fn redeliver_one(&self, id: i64, event_id: &str) -> Result<(), ManageError> {
+        self.get(id).await?;
+        let ids = [event_id.to_owned()];
+        let done = self.events.redeliver(id, &ids, self.clock.now_ms()).await?;
+        if done.is_empty() {
+            // Either unknown, or already pending (nothing to do, which is not an error).
+            let q = EventQuery { limit: MAX_EVENT_LIMIT, ..EventQuery::default() };
+            let known = self.events.list(id, &q).await?.iter().any(|e| e.event_id == event_id);
+            if !known {
+                return Err(ManageError::NotFound(format!("instance {id} has no notification {event_id}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// `?status=failed&since=<RFC 3339>`: every matching notification is queued again.
+    pub async fn redeliver_many(&self, id: i64, query: &Map<String, Value>) -> Result<Vec<String>, ManageError> {
+        self.get(id).await?;
+        let q = event_query(query, Some(EventStatus::Failed))?;
+        let q = EventQuery { limit: q.limit.max(usize::MAX / 2), ..q };
+        let ids: Vec<String> = self.events.list(id, &q).await?.into_iter().map(|e| e.event_id).collect();
+        Ok(self.events.redeliver(id, &ids, self.clock.now_ms()).await?)
+    }
+
+    async fn check_callback(&self, spec: &InstanceSpec) -> Result<(), ConfigError> {
+        let Some(url) = &spec.settings.callback_url else { return Ok(()) };
+        let field = format!("configuration.{CALLBACK_URL}");
+        let bad = |e: crate::network::CallbackUrlError| ConfigError { field: field.clone(), message: e.to_string() };
+        let parsed = self.policy.check_url(url).map_err(bad)?;
+        if let Some(Host::Domain(name)) = parsed.host() {
+            let addrs = self.callback.resolve(name, parsed.port_or_known_default().unwrap_or(443)).await;
+            self.policy.check_resolved(&parsed, &addrs).map_err(bad)?;
+        }
+        Ok(())
+    }
+}
+
+fn not_found(id: i64) -> ManageError {
+    ManageError::NotFound(format!("no instance {id}"))
+}
+
+fn event_query(query: &Map<String, Value>, default_status: Option<EventStatus>) -> Result<EventQuery, ManageError> {
+    let text = |k: &str| query.get(k).and_then(Value::as_str);
+    let status = match text("status") {
+        None => default_status,
+        Some(s) => Some(EventStatus::parse(s).ok_or_else(|| {
+            ManageError::BadQuery(format!("status: `{s}` is not one of delivered, failed, pending"))
+        })?),
+    };
+    let since_ms = match text("since") {
+        None => None,
+        Some(s) => Some(crate::ports::parse_rfc3339(s).ok_or_else(|| {
+            ManageError::BadQuery(format!("since: `{s}` is not an RFC 3339 timestamp"))
+        })?),
+    };
+    let limit = match text("limit") {
+        None => DEFAULT_EVENT_LIMIT,
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=MAX_EVENT_LIMIT).contains(&n) => n,
+            _ => return Err(ManageError::BadQuery(format!("limit: must be an integer from 1 to {MAX_EVENT_LIMIT}"))),
+        },
+    };
+    Ok(EventQuery { status, since_ms, limit })
+}

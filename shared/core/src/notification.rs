@@ -1,0 +1,246 @@
+//! The Cloud Elements notification a callback receives, and how it is signed
+//! (`spec/contract.md` section 3).
+
+use std::io::Write;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
+
+use crate::greenhouse::MappedEvent;
+
+/// A notification never carries more events than this; a bigger delivery is split.
+pub const MAX_EVENTS_PER_NOTIFICATION: usize = 20;
+pub const USER_AGENT: &str = concat!("greenhouse-relay/", env!("CARGO_PKG_VERSION"));
+
+/// Who the notification is about, as of the moment the ingest accepted the delivery.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub instance_id: i64,
+    pub instance_name: &'a str,
+    pub instance_tags: &'a [String],
+    /// RFC 3339 UTC, seconds precision: `createdDate` and every event's `date`.
+    pub accepted_at: &'a str,
+}
+
+/// One notification ready to queue: its deterministic id and the exact bytes to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub event_id: String,
+    pub part: u32,
+    pub body: Vec<u8>,
+}
+
+/// The idempotency key of a Greenhouse delivery: its `Greenhouse-Event-ID`, else a body hash.
+pub fn delivery_key(greenhouse_event_id: Option<&str>, body: &[u8]) -> String {
+    match greenhouse_event_id.map(str::trim).filter(|id| !id.is_empty()) {
+        Some(id) => format!("gh:{id}"),
+        None => format!("sha256:{}", hex::encode(Sha256::digest(body))),
+    }
+}
+
+/// Same instance, same delivery key, same part: same id, whatever process computes it.
+/// Formatted as a UUID (version 8, "custom") from the first 16 bytes of a SHA-256.
+pub fn event_id(instance_id: i64, delivery_key: &str, part: u32) -> String {
+    let mut h = Sha256::new();
+    h.update(b"greenhouse-relay/event-id/v1\0");
+    h.update(instance_id.to_string().as_bytes());
+    h.update(b"\0");
+    h.update(delivery_key.as_bytes());
+    h.update(b"\0");
+    h.update(part.to_string().as_bytes());
+    let d = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let x = hex::encode(b);
+    format!("{}-{}-{}-{}-{}", &x[0..8], &x[8..12], &x[12..16], &x[16..20], &x[20..32])
+}
+
+pub fn topic(instance_id: i64) -> String {
+    format!("instance-{instance_id}-greenhouse-events")
+}
+
+/// Builds the notifications for one delivery: parts of at most 20 events, each carrying `raw`
+/// copied byte for byte (never re-serialised), so big integers and escapes arrive as sent.
+pub fn build(ctx: &Context<'_>, delivery_key: &str, raw: &str, events: &[MappedEvent]) -> Vec<Notification> {
+    let empty: [MappedEvent; 0] = [];
+    let mut chunks: Vec<&[MappedEvent]> = events.chunks(MAX_EVENTS_PER_NOTIFICATION).collect();
+    if chunks.is_empty() {
+        chunks.push(&empty);
+    }
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(part, events)| {
+            let part = part as u32;
+            let event_id = event_id(ctx.instance_id, delivery_key, part);
+            let body = write_body(ctx, &event_id, raw, events);
+            Notification { event_id, part, body }
+        })
+        .collect()
+}
+
+fn write_body(ctx: &Context<'_>, event_id: &str, raw: &str, events: &[MappedEvent]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + 400 + events.len() * 140);
+    // Writing into a Vec cannot fail; the `let _` keeps the hot path free of error plumbing.
+    let json = |out: &mut Vec<u8>, s: &str| {
+        let _ = serde_json::to_writer(&mut *out, s);
+    };
+    out.extend_from_slice(b"{\"id\":");
+    json(&mut out, event_id);
+    let _ = write!(out, ",\"topic\":\"instance-{}-greenhouse-events\",\"createdDate\":", ctx.instance_id);
+    json(&mut out, ctx.accepted_at);
+    out.extend_from_slice(b",\"message\":{\"eventId\":");
+    json(&mut out, event_id);
+    let _ = write!(
+        out,
+        ",\"elementKey\":\"greenhouse\",\"instanceId\":{0},\"instance_id\":{0},\"instanceName\":",
+        ctx.instance_id
+    );
+    json(&mut out, ctx.instance_name);
+    out.extend_from_slice(b",\"instanceTags\":");
+    let _ = serde_json::to_writer(&mut out, ctx.instance_tags);
+    out.extend_from_slice(b",\"raw\":");
+    out.extend_from_slice(raw.as_bytes());
+    out.extend_from_slice(b",\"events\":[");
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"elementKey\":\"greenhouse\",\"objectType\":");
+        json(&mut out, &e.object_type);
+        if let Some(id) = &e.object_id {
+            out.extend_from_slice(b",\"objectId\":");
+            json(&mut out, id);
+        }
+        out.extend_from_slice(b",\"eventType\":\"");
+        out.extend_from_slice(e.event_type.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"date\":");
+        json(&mut out, ctx.accepted_at);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}}");
+    out
+}
+
+fn hmac_base64(key: &[u8], parts: &[&[u8]]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    for p in parts {
+        mac.update(p);
+    }
+    BASE64.encode(mac.finalize().into_bytes())
+}
+
+/// The headers of one attempt. `timestamp` is the attempt's unix time: Standard Webhooks
+/// receivers reject stale timestamps, which is the replay protection Cloud Elements lacked.
+pub fn headers(body: &[u8], event_id: &str, signature_key: Option<&[u8]>, timestamp: i64) -> Vec<(&'static str, String)> {
+    let mut h = vec![
+        ("content-type", "application/json".to_owned()),
+        ("user-agent", USER_AGENT.to_owned()),
+        ("elements-webhook-id", event_id.to_owned()),
+    ];
+    if let Some(key) = signature_key {
+        let ts = timestamp.to_string();
+        h.push(("elements-webhook-signature", format!("sha256={}", hmac_base64(key, &[body]))));
+        h.push(("webhook-id", event_id.to_owned()));
+        h.push((
+            "webhook-signature",
+            format!("v1,{}", hmac_base64(key, &[event_id.as_bytes(), b".", ts.as_bytes(), b".", body])),
+        ));
+        h.push(("webhook-timestamp", ts));
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::greenhouse::EventType;
+    use std::borrow::Cow;
+
+    fn ctx<'a>(tags: &'a [String]) -> Context<'a> {
+        Context { instance_id: 476120, instance_name: "acme \"prod\"", instance_tags: tags, accepted_at: "2026-03-02T17:40:11Z" }
+    }
+
+    #[test]
+    fn event_ids_are_deterministic_and_distinct() {
+        assert_eq!(event_id(1, "gh:a", 0), event_id(1, "gh:a", 0));
+        assert_ne!(event_id(1, "gh:a", 0), event_id(2, "gh:a", 0));
+        assert_ne!(event_id(1, "gh:a", 0), event_id(1, "gh:b", 0));
+        assert_ne!(event_id(1, "gh:a", 0), event_id(1, "gh:a", 1));
+        let id = event_id(1, "gh:a", 0);
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "8");
+    }
+
+    #[test]
+    fn delivery_key_prefers_the_greenhouse_id() {
+        assert_eq!(delivery_key(Some(" abc "), b"x"), "gh:abc");
+        assert_eq!(delivery_key(Some(""), b"x"), delivery_key(None, b"x"));
+        assert_ne!(delivery_key(None, b"x"), delivery_key(None, b"y"));
+    }
+
+    #[test]
+    fn body_is_the_documented_envelope() {
+        let tags = vec!["acme".to_owned()];
+        let raw = r#"{"action":"hire_candidate","payload":{"n":123456789012345678901,"s":"\u003c\/"}}"#;
+        let events = vec![MappedEvent { object_type: Cow::Borrowed("applications"), object_id: Some("7".into()), event_type: EventType::Updated }];
+        let n = build(&ctx(&tags), "gh:x", raw, &events);
+        assert_eq!(n.len(), 1);
+        let v: serde_json::Value = serde_json::from_slice(&n[0].body).unwrap();
+        assert_eq!(v["id"], n[0].event_id.as_str());
+        assert_eq!(v["topic"], "instance-476120-greenhouse-events");
+        assert_eq!(v["createdDate"], "2026-03-02T17:40:11Z");
+        let m = &v["message"];
+        assert_eq!(m["eventId"], n[0].event_id.as_str());
+        assert_eq!(m["elementKey"], "greenhouse");
+        assert_eq!(m["instanceId"], 476120);
+        assert_eq!(m["instance_id"], 476120);
+        assert_eq!(m["instanceName"], "acme \"prod\"");
+        assert_eq!(m["instanceTags"], serde_json::json!(["acme"]));
+        assert_eq!(
+            m["events"],
+            serde_json::json!([{"elementKey":"greenhouse","objectType":"applications","objectId":"7","eventType":"UPDATED","date":"2026-03-02T17:40:11Z"}])
+        );
+        // raw is spliced verbatim.
+        let text = std::str::from_utf8(&n[0].body).unwrap();
+        assert!(text.contains(raw));
+    }
+
+    #[test]
+    fn big_deliveries_are_split_in_parts_of_twenty() {
+        let tags = vec![];
+        let events: Vec<MappedEvent> = (0..45)
+            .map(|i| MappedEvent { object_type: Cow::Borrowed("applications"), object_id: Some(i.to_string()), event_type: EventType::Deleted })
+            .collect();
+        let n = build(&ctx(&tags), "gh:x", "{}", &events);
+        assert_eq!(n.iter().map(|n| n.part).collect::<Vec<_>>(), vec![0, 1, 2]);
+        let counts: Vec<usize> = n
+            .iter()
+            .map(|n| serde_json::from_slice::<serde_json::Value>(&n.body).unwrap()["message"]["events"].as_array().unwrap().len())
+            .collect();
+        assert_eq!(counts, vec![20, 20, 5]);
+    }
+
+    #[test]
+    fn signatures_follow_both_schemes() {
+        let body = br#"{"id":"e"}"#;
+        let h = headers(body, "e", Some(b"key"), 1_700_000_000);
+        let get = |n: &str| h.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()).unwrap();
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"key").unwrap();
+        mac.update(body);
+        assert_eq!(get("elements-webhook-signature"), format!("sha256={}", BASE64.encode(mac.finalize().into_bytes())));
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"key").unwrap();
+        mac.update(b"e.1700000000.");
+        mac.update(body);
+        assert_eq!(get("webhook-signature"), format!("v1,{}", BASE64.encode(mac.finalize().into_bytes())));
+        assert_eq!(get("webhook-timestamp"), "1700000000");
+        assert_eq!(get("webhook-id"), "e");
+        assert_eq!(get("elements-webhook-id"), "e");
+        let unsigned = headers(body, "e", None, 1);
+        assert!(unsigned.iter().all(|(k, _)| !k.contains("signature")));
+    }
+}

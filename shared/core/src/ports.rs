@@ -1,0 +1,211 @@
+//! What the use cases need from the world. Each runtime (SQLite locally, DynamoDB + SQS on AWS)
+//! implements these; the use cases never see which.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use crate::instance::{InstanceSpec, Settings};
+use crate::notification::Notification;
+use crate::retry::{AttemptResult, DeadLetterReason};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store or queue cannot be reached or refused the write; the caller may retry.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A stored element instance. Secrets are in clear here and nowhere else.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub id: i64,
+    pub spec: InstanceSpec,
+    pub token_hash: String,
+    pub created_at_ms: i64,
+    pub last_ping: Option<Map<String, Value>>,
+}
+
+impl Instance {
+    pub fn settings(&self) -> &Settings {
+        &self.spec.settings
+    }
+}
+
+#[async_trait]
+pub trait Instances: Send + Sync {
+    /// Stores a new instance and assigns its id (ids are never reused).
+    async fn create(&self, spec: InstanceSpec, token_hash: String, created_at_ms: i64) -> Result<Instance, StoreError>;
+    /// A live (not deleted) instance.
+    async fn get(&self, id: i64) -> Result<Option<Instance>, StoreError>;
+    async fn list(&self) -> Result<Vec<Instance>, StoreError>;
+    /// Replaces the spec of a live instance; false when there is none.
+    async fn update(&self, id: i64, spec: InstanceSpec) -> Result<Option<Instance>, StoreError>;
+    async fn delete(&self, id: i64) -> Result<bool, StoreError>;
+    async fn record_ping(&self, id: i64, ping: Map<String, Value>) -> Result<(), StoreError>;
+}
+
+/// A Greenhouse delivery that passed verification, ready to be made durable.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub instance_id: i64,
+    pub delivery_key: String,
+    pub action: String,
+    pub notifications: Vec<Notification>,
+    pub accepted_at_ms: i64,
+    /// Until when a repeat of `delivery_key` is a duplicate.
+    pub dedupe_until_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcceptOutcome {
+    Queued,
+    /// Seen before: nothing new queued; the id of the earlier first notification.
+    Duplicate { event_id: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventStatus {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+impl EventStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Pending => "pending",
+            EventStatus::Delivered => "delivered",
+            EventStatus::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(EventStatus::Pending),
+            "delivered" => Some(EventStatus::Delivered),
+            "failed" => Some(EventStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// One attempt as the events API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptLog {
+    pub at_ms: i64,
+    /// Which redelivery series (0 = the original) and which attempt in it (1-based).
+    pub series: u32,
+    pub attempt: u32,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+    /// The first 4 KiB of the response body, lossily decoded.
+    pub response_body: String,
+}
+
+/// What happens to a notification after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextStep {
+    Delivered,
+    RetryAt { at_ms: i64 },
+    DeadLettered(DeadLetterReason),
+}
+
+/// A notification as the queue hands it to a delivery worker.
+#[derive(Debug, Clone)]
+pub struct QueuedEvent {
+    pub event_id: String,
+    pub instance_id: i64,
+    pub series: u32,
+    /// Attempts already made in this series.
+    pub attempts: u32,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    pub event_id: String,
+    pub instance_id: i64,
+    pub part: u32,
+    pub action: String,
+    pub status: EventStatus,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub next_attempt_at_ms: Option<i64>,
+    pub dead_letter_reason: Option<String>,
+    pub series: u32,
+    pub attempts: Vec<AttemptLog>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub status: Option<EventStatus>,
+    pub since_ms: Option<i64>,
+    pub limit: usize,
+}
+
+#[async_trait]
+pub trait Events: Send + Sync {
+    /// Dedupe then enqueue, durably, before returning. A failure between the two may cause a
+    /// duplicate later, never a loss.
+    async fn accept(&self, accepted: Accepted) -> Result<AcceptOutcome, StoreError>;
+    /// Newest first.
+    async fn list(&self, instance_id: i64, query: &EventQuery) -> Result<Vec<EventRecord>, StoreError>;
+    /// Logs an attempt and moves the notification to its next step.
+    async fn record_attempt(&self, event: &QueuedEvent, log: AttemptLog, next: NextStep) -> Result<(), StoreError>;
+    /// Starts a new attempt series for these notifications of the instance, now. Returns the
+    /// ids that were queued again (unknown ids and pending ones are skipped).
+    async fn redeliver(&self, instance_id: i64, event_ids: &[String], now_ms: i64) -> Result<Vec<String>, StoreError>;
+}
+
+/// How a callback request went, for the attempt log and the retry decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackResponse {
+    pub result: AttemptResult,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub body_excerpt: String,
+    pub duration: Duration,
+}
+
+#[async_trait]
+pub trait Callback: Send + Sync {
+    /// The addresses a callback host resolves to (for the configuration-time check). A name
+    /// that does not resolve yields an empty list: it is judged again at delivery time.
+    async fn resolve(&self, host: &str, port: u16) -> Vec<IpAddr>;
+    /// POSTs `body` with `headers`, enforcing the network policy after DNS resolution.
+    async fn post(&self, url: &str, headers: &[(&'static str, String)], body: &[u8]) -> CallbackResponse;
+}
+
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> i64;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    }
+}
+
+/// RFC 3339 UTC with seconds precision, the format of `createdDate` and `date`.
+pub fn rfc3339(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let f = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    t.format(&f).unwrap_or_default()
+}
+
+/// Parses an RFC 3339 timestamp to unix milliseconds.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
