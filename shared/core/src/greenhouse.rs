@@ -12,9 +12,9 @@ use sha2::Sha256;
 
 /// Greenhouse bodies are a few KB; anything above this is refused before any parsing.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-/// Real payloads nest about 6 levels. The bound keeps every consumer (ours and the
-/// receivers' JSON parsers) far from stack exhaustion.
-pub const MAX_DEPTH: usize = 64;
+/// Real payloads nest about 6 levels. serde_json's recursion limit (128) bounds what we accept,
+/// which keeps every consumer (ours and the receivers' JSON parsers) far from stack exhaustion.
+pub const MAX_DEPTH: usize = 128;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
@@ -81,74 +81,162 @@ pub enum WebhookError {
     NotAWebhook,
 }
 
-/// A parsed delivery. Nothing is copied: `raw` is the received document (outer whitespace
-/// trimmed) exactly as it arrived, escapes and big integers included.
+/// A parsed and mapped delivery. `raw` is the received document (outer whitespace trimmed)
+/// exactly as it arrived, escapes and big integers included; nothing of it was copied.
 #[derive(Debug)]
 pub struct Webhook<'a> {
     pub action: Cow<'a, str>,
-    pub payload: &'a RawValue,
     pub raw: &'a str,
+    pub mapping: Mapping,
 }
 
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow)]
-    action: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    payload: Option<&'a RawValue>,
-}
-
+/// Validates, bounds and maps a delivery in one pass over the bytes (plus the depth check).
+/// Greenhouse puts `action` before `payload`, so the mapping reads the payload as it streams
+/// by; a body in the other order costs a second pass over the payload.
 pub fn parse_webhook(body: &[u8]) -> Result<Webhook<'_>, WebhookError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(WebhookError::TooLarge);
     }
     let text = std::str::from_utf8(body).map_err(|_| WebhookError::NotUtf8)?;
-    check_depth(text.as_bytes(), MAX_DEPTH)?;
     let raw = text.trim_ascii();
     if !raw.starts_with('{') {
         return Err(WebhookError::NotAWebhook);
     }
-    let envelope: Envelope<'_> = serde_json::from_str(raw).map_err(|e| {
-        if e.is_data() { WebhookError::NotAWebhook } else { WebhookError::NotJson(e.to_string()) }
-    })?;
-    match (envelope.action, envelope.payload) {
-        (Some(action), Some(payload)) if payload.get().starts_with('{') => {
-            Ok(Webhook { action, payload, raw })
+    let classify = |e: serde_json::Error| {
+        if e.is_data() {
+            WebhookError::NotAWebhook
+        } else if e.to_string().starts_with("recursion limit exceeded") {
+            WebhookError::TooDeep
+        } else {
+            WebhookError::NotJson(e.to_string())
         }
-        _ => Err(WebhookError::NotAWebhook),
+    };
+    let mut de = serde_json::Deserializer::from_str(raw);
+    let envelope = de.deserialize_map(EnvelopeVisitor).map_err(classify)?;
+    de.end().map_err(classify)?;
+    let (action, mapping) = match envelope {
+        (Some(action), Some(Payload::Mapped(mapping))) => (action, mapping),
+        (Some(action), Some(Payload::Raw(payload))) => {
+            let mapping = PayloadSeed(&action)
+                .deserialize(&mut serde_json::Deserializer::from_str(payload.get()))
+                .map_err(classify)?;
+            (action, mapping)
+        }
+        _ => return Err(WebhookError::NotAWebhook),
+    };
+    Ok(Webhook { action, raw, mapping })
+}
+
+enum Payload<'a> {
+    Mapped(Mapping),
+    Raw(&'a RawValue),
+}
+
+struct EnvelopeVisitor;
+
+impl<'de> Visitor<'de> for EnvelopeVisitor {
+    type Value = (Option<Cow<'de, str>>, Option<Payload<'de>>);
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object with `action` and `payload`")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut action, mut payload) = (None::<Cow<'de, str>>, None);
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            match key.as_ref() {
+                "action" if action.is_none() => action = Some(map.next_value::<Key<'de>>()?.0),
+                "payload" if payload.is_none() => {
+                    payload = Some(match &action {
+                        Some(a) => Payload::Mapped(map.next_value_seed(PayloadSeed(a))?),
+                        // Mapped (and depth-checked) in a second pass below.
+                        None => Payload::Raw(map.next_value::<&'de RawValue>()?),
+                    })
+                }
+                "action" | "payload" => return Err(de::Error::custom(format!("duplicate `{key}`"))),
+                _ => {
+                    map.next_value::<Skip>()?;
+                }
+            }
+        }
+        if let (Some(_), Some(Payload::Raw(p))) = (&action, &payload) {
+            if !p.get().starts_with('{') {
+                return Err(de::Error::custom("`payload` is not an object"));
+            }
+        }
+        Ok((action, payload))
     }
 }
 
-/// serde_json skips ignored and raw values iteratively and without a depth limit, so the bound
-/// is checked here, in one pass over the bytes, before anything else reads them.
-fn check_depth(bytes: &[u8], max: usize) -> Result<(), WebhookError> {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in bytes {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
+/// A string that borrows from the input when it has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
             }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > max {
-                    return Err(WebhookError::TooDeep);
-                }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
             }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
         }
+        d.deserialize_str(V)
     }
-    Ok(())
+}
+
+/// Skips a value. Unlike `IgnoredAny` (which serde_json skips iteratively with no depth
+/// limit), it descends through `deserialize_any`, so serde_json's recursion limit bounds the
+/// nesting of everything we accept, in the same pass that validates it.
+struct Skip;
+
+impl<'de> Deserialize<'de> for Skip {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SkipVisitor)
+    }
+}
+
+struct SkipVisitor;
+
+impl<'de> Visitor<'de> for SkipVisitor {
+    type Value = Skip;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
+        while map.next_key::<IgnoredAny>()?.is_some() {
+            map.next_value::<Skip>()?;
+        }
+        Ok(Skip)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(Skip)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Skip, E> {
+        Ok(Skip)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -229,73 +317,136 @@ pub fn known_actions() -> impl Iterator<Item = &'static str> {
         .chain(["delete_candidate", "merge_candidate", "ping"])
 }
 
-/// Maps a parsed delivery to its events, reading only the fields the table names.
-pub fn map_webhook(webhook: &Webhook<'_>) -> Result<Mapping, WebhookError> {
-    let payload = webhook.payload.get();
-    let bad = |_: serde_json::Error| WebhookError::NotAWebhook;
-    let action = webhook.action.as_ref();
-    if action == "ping" {
-        let id = dig(payload, &["web_hook_id"]).map_err(bad)?;
-        return Ok(Mapping::Ping { web_hook_id: id });
-    }
-    if let Some(&(_, object_type, event_type, path)) = TABLE.iter().find(|row| row.0 == action) {
-        let object_id = dig(payload, path).map_err(bad)?;
-        return Ok(Mapping::Events(vec![MappedEvent {
-            object_type: Cow::Borrowed(object_type),
-            object_id,
-            event_type,
-        }]));
-    }
-    match action {
-        "delete_candidate" | "merge_candidate" => map_person(action, payload).map_err(bad),
-        _ => map_unknown(payload).map_err(bad),
+/// Maps the payload of `action` as serde streams it, reading only the fields the table names.
+struct PayloadSeed<'a>(&'a str);
+
+impl<'de> DeserializeSeed<'de> for PayloadSeed<'_> {
+    type Value = Mapping;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        let action = self.0;
+        if action == "ping" {
+            let web_hook_id = d.deserialize_map(PathVisitor { head: "web_hook_id", rest: &[] })?;
+            return Ok(Mapping::Ping { web_hook_id });
+        }
+        if let Some(&(_, object_type, event_type, path)) = TABLE.iter().find(|row| row.0 == action) {
+            let (head, rest) = path.split_first().expect("table paths are not empty");
+            let object_id = d.deserialize_map(PathVisitor { head, rest })?;
+            return Ok(Mapping::Events(vec![MappedEvent { object_type: Cow::Borrowed(object_type), object_id, event_type }]));
+        }
+        match action {
+            "delete_candidate" | "merge_candidate" => Ok(map_person(action, d.deserialize_map(PersonPayload)?)),
+            _ => Ok(map_unknown(d.deserialize_map(FirstObjectWithId)?)),
+        }
     }
 }
 
-#[derive(Deserialize)]
-struct PersonPayload {
-    person: Option<Person>,
-}
-
-#[derive(Deserialize)]
+/// `payload.person` of `delete_candidate` / `merge_candidate`: the fields the fan-out reads.
+#[derive(Default)]
 struct Person {
-    id: Option<Id>,
-    deleted_application_ids: Option<Vec<Option<Id>>>,
-    new_candidate_id: Option<Id>,
+    id: Option<String>,
+    deleted_application_ids: Vec<String>,
+    new_candidate_id: Option<String>,
 }
 
-fn map_person(action: &str, payload: &str) -> Result<Mapping, serde_json::Error> {
-    let person = serde_json::from_str::<PersonPayload>(payload)?.person;
-    let person = person.unwrap_or(Person { id: None, deleted_application_ids: None, new_candidate_id: None });
-    let mut events = vec![MappedEvent {
-        object_type: Cow::Borrowed("candidates"),
-        object_id: person.id.and_then(|id| id.0),
-        event_type: Deleted,
-    }];
-    if action == "delete_candidate" {
-        for id in person.deleted_application_ids.unwrap_or_default().into_iter().flatten() {
-            if let Some(id) = id.0 {
-                events.push(MappedEvent {
-                    object_type: Cow::Borrowed("applications"),
-                    object_id: Some(id),
-                    event_type: Deleted,
-                });
+struct PersonPayload;
+
+impl<'de> Visitor<'de> for PersonPayload {
+    type Value = Person;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Person, A::Error> {
+        let mut person = Person::default();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            if key == "person" {
+                person = map.next_value_seed(PersonFields)?;
+            } else {
+                map.next_value::<Skip>()?;
             }
         }
-    } else if let Some(id) = person.new_candidate_id.and_then(|id| id.0) {
-        events.push(MappedEvent {
-            object_type: Cow::Borrowed("candidates"),
-            object_id: Some(id),
-            event_type: Updated,
-        });
+        Ok(person)
     }
-    Ok(Mapping::Events(events))
+}
+
+struct PersonFields;
+
+impl<'de> DeserializeSeed<'de> for PersonFields {
+    type Value = Person;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Person, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PersonFields {
+    type Value = Person;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a person object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Person, A::Error> {
+        let mut p = Person::default();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            match key.as_ref() {
+                "id" => p.id = map.next_value::<Id>()?.0,
+                "new_candidate_id" => p.new_candidate_id = map.next_value::<Id>()?.0,
+                "deleted_application_ids" => {
+                    p.deleted_application_ids =
+                        map.next_value::<Option<Vec<Id>>>()?.unwrap_or_default().into_iter().filter_map(|id| id.0).collect()
+                }
+                _ => {
+                    map.next_value::<Skip>()?;
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    // Any other shape is "no person": the mapping still yields its event, without ids.
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Person, A::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(Person::default())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Person, E> {
+        Ok(Person::default())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Person, E> {
+        Ok(Person::default())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Person, E> {
+        Ok(Person::default())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Person, E> {
+        Ok(Person::default())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Person, E> {
+        Ok(Person::default())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Person, E> {
+        Ok(Person::default())
+    }
+}
+
+fn map_person(action: &str, person: Person) -> Mapping {
+    let mut events = vec![MappedEvent { object_type: Cow::Borrowed("candidates"), object_id: person.id, event_type: Deleted }];
+    if action == "delete_candidate" {
+        events.extend(person.deleted_application_ids.into_iter().map(|id| MappedEvent {
+            object_type: Cow::Borrowed("applications"),
+            object_id: Some(id),
+            event_type: Deleted,
+        }));
+    } else if let Some(id) = person.new_candidate_id {
+        events.push(MappedEvent { object_type: Cow::Borrowed("candidates"), object_id: Some(id), event_type: Updated });
+    }
+    Mapping::Events(events)
 }
 
 /// Unknown action: the first key of `payload` holding an object with an `id`, pluralised.
-fn map_unknown(payload: &str) -> Result<Mapping, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_str(payload);
-    let found = de.deserialize_map(FirstObjectWithId)?;
+fn map_unknown(found: Option<(String, String)>) -> Mapping {
     let event = match found {
         Some((key, id)) => MappedEvent {
             object_type: Cow::Owned(format!("{}s", key.replace('_', "-"))),
@@ -308,7 +459,7 @@ fn map_unknown(payload: &str) -> Result<Mapping, serde_json::Error> {
             event_type: EventType::Unknown,
         },
     };
-    Ok(Mapping::Events(vec![event]))
+    Mapping::Events(vec![event])
 }
 
 struct FirstObjectWithId;
@@ -322,9 +473,9 @@ impl<'de> Visitor<'de> for FirstObjectWithId {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut found = None;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             if found.is_some() {
-                map.next_value::<IgnoredAny>()?;
+                map.next_value::<Skip>()?;
                 continue;
             }
             let id = map.next_value_seed(Path(&["id"]))?;
@@ -334,11 +485,6 @@ impl<'de> Visitor<'de> for FirstObjectWithId {
         }
         Ok(found)
     }
-}
-
-/// Reads the id at `path` in a JSON object, skipping everything else without building it.
-fn dig(json: &str, path: &[&str]) -> Result<Option<String>, serde_json::Error> {
-    Path(path).deserialize(&mut serde_json::Deserializer::from_str(json))
 }
 
 struct Path<'p>(&'p [&'p str]);
@@ -368,18 +514,18 @@ impl<'de> Visitor<'de> for PathVisitor<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut found = None;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             if found.is_none() && key == self.head {
                 found = map.next_value_seed(Path(self.rest))?;
             } else {
-                map.next_value::<IgnoredAny>()?;
+                map.next_value::<Skip>()?;
             }
         }
         Ok(found)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        while seq.next_element::<Skip>()?.is_some() {}
         Ok(None)
     }
 
@@ -414,6 +560,11 @@ impl<'de> Deserialize<'de> for Id {
         let id = match text.as_bytes().first() {
             Some(b'-' | b'0'..=b'9') => Some(text.to_owned()),
             Some(b'"') => serde_json::from_str::<String>(text).ok(),
+            Some(b'[' | b'{') => {
+                // Raw values skip without a depth limit: bound this one like everything else.
+                serde_json::from_str::<Skip>(text).map_err(de::Error::custom)?;
+                None
+            }
             _ => None,
         };
         Ok(Id(id))
@@ -426,7 +577,7 @@ mod tests {
 
     fn events(body: &str) -> Vec<(String, Option<String>, EventType)> {
         let w = parse_webhook(body.as_bytes()).unwrap();
-        match map_webhook(&w).unwrap() {
+        match w.mapping {
             Mapping::Events(e) => e
                 .into_iter()
                 .map(|e| (e.object_type.into_owned(), e.object_id, e.event_type))
@@ -493,12 +644,29 @@ mod tests {
     fn deep_and_large_bodies_are_refused() {
         let deep = format!(r#"{{"action":"x","payload":{}1{}}}"#, "{\"a\":".repeat(100_000), "}".repeat(100_000));
         assert_eq!(parse_webhook(deep.as_bytes()).unwrap_err(), WebhookError::TooDeep);
-        let ok = format!(r#"{{"action":"x","payload":{}1{}}}"#, "[".repeat(MAX_DEPTH - 1), "]".repeat(MAX_DEPTH - 1));
+        let ok = format!(r#"{{"action":"x","payload":{}1{}}}"#, "[".repeat(MAX_DEPTH - 4), "]".repeat(MAX_DEPTH - 4));
         assert_eq!(parse_webhook(ok.as_bytes()).unwrap_err(), WebhookError::NotAWebhook);
         let brackets_in_strings = format!(r#"{{"action":"x","payload":{{"s":"{}\"{}"}}}}"#, "[".repeat(500), "{".repeat(500));
         assert!(parse_webhook(brackets_in_strings.as_bytes()).is_ok());
         let big = vec![b' '; MAX_BODY_BYTES + 1];
         assert_eq!(parse_webhook(&big).unwrap_err(), WebhookError::TooLarge);
+    }
+
+    #[test]
+    fn depth_is_bounded_wherever_the_nesting_hides() {
+        let nest = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        for body in [
+            format!(r#"{{"action":"job_created","payload":{{"job":{{"id":1}},"x":{}}}}}"#, nest(200)),
+            format!(r#"{{"action":"job_created","payload":{{"job":{{"id":{}}}}}}}"#, nest(200)),
+            format!(r#"{{"extra":{},"action":"x","payload":{{}}}}"#, nest(200)),
+            format!(r#"{{"payload":{{"a":{}}},"action":"x"}}"#, nest(200)),
+            format!(r#"{{"action":"delete_candidate","payload":{{"person":{{"id":1,"x":{}}}}}}}"#, nest(200)),
+            format!(r#"{{"action":"hiring_team","payload":{{"t":{{"id":1}},"u":{}}}}}"#, nest(200)),
+        ] {
+            assert!(matches!(parse_webhook(body.as_bytes()), Err(WebhookError::TooDeep | WebhookError::NotAWebhook)), "{body}");
+        }
+        let fine = format!(r#"{{"action":"job_created","payload":{{"job":{{"id":1}},"x":{}}}}}"#, nest(100));
+        assert!(parse_webhook(fine.as_bytes()).is_ok());
     }
 
     #[test]
@@ -561,8 +729,18 @@ mod tests {
     }
 
     #[test]
+    fn payload_before_action_maps_the_same() {
+        assert_eq!(
+            events(r#"{"payload":{"application":{"id":5}},"action":"hire_candidate"}"#),
+            vec![("applications".into(), Some("5".into()), Updated)]
+        );
+        assert_eq!(parse_webhook(br#"{"payload":[1],"action":"x"}"#).unwrap_err(), WebhookError::NotAWebhook);
+        assert_eq!(parse_webhook(br#"{"action":"x","action":"y","payload":{}}"#).unwrap_err(), WebhookError::NotAWebhook);
+    }
+
+    #[test]
     fn ping_is_recognised() {
         let w = parse_webhook(br#"{"action":"ping","payload":{"web_hook_id":48213}}"#).unwrap();
-        assert_eq!(map_webhook(&w).unwrap(), Mapping::Ping { web_hook_id: Some("48213".into()) });
+        assert_eq!(w.mapping, Mapping::Ping { web_hook_id: Some("48213".into()) });
     }
 }

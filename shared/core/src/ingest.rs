@@ -55,7 +55,7 @@ pub fn prepare(
         WebhookError::TooLarge => IngestError::TooLarge,
         e => IngestError::Malformed(e),
     })?;
-    let events = match greenhouse::map_webhook(&webhook).map_err(IngestError::Malformed)? {
+    let events = match webhook.mapping {
         Mapping::Ping { web_hook_id } => return Ok(Prepared::Ping { web_hook_id }),
         Mapping::Events(events) => events,
     };

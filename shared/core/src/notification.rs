@@ -45,18 +45,25 @@ pub fn delivery_key(greenhouse_event_id: Option<&str>, body: &[u8]) -> String {
 pub fn event_id(instance_id: i64, delivery_key: &str, part: u32) -> String {
     let mut h = Sha256::new();
     h.update(b"greenhouse-relay/event-id/v1\0");
-    h.update(instance_id.to_string().as_bytes());
-    h.update(b"\0");
+    h.update(instance_id.to_be_bytes());
+    h.update(part.to_be_bytes());
     h.update(delivery_key.as_bytes());
-    h.update(b"\0");
-    h.update(part.to_string().as_bytes());
     let d = h.finalize();
     let mut b = [0u8; 16];
     b.copy_from_slice(&d[..16]);
     b[6] = (b[6] & 0x0f) | 0x80;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let x = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &x[0..8], &x[8..12], &x[12..16], &x[16..20], &x[20..32])
+    let mut hex = [0u8; 32];
+    // 16 bytes always fit 32 hex digits.
+    let _ = hex::encode_to_slice(b, &mut hex);
+    let mut out = String::with_capacity(36);
+    for (i, c) in hex.iter().enumerate() {
+        if matches!(i, 8 | 12 | 16 | 20) {
+            out.push('-');
+        }
+        out.push(*c as char);
+    }
+    out
 }
 
 pub fn topic(instance_id: i64) -> String {
