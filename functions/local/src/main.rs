@@ -1,1 +1,127 @@
-fn main(){}
+//! `greenhouse-relay serve`: the local (single-process) runtime.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use greenhouse_relay::{Config, scaled, start};
+use relay_core::network::NetworkPolicy;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(version, about = "Greenhouse webhooks in, signed Cloud Elements notifications out")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API, the ingest URL and the delivery worker on one port.
+    Serve(Serve),
+}
+
+#[derive(Parser)]
+struct Serve {
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:3000")]
+    listen_addr: SocketAddr,
+    #[arg(long, env = "DATABASE_PATH", default_value = "data/greenhouse-relay.db")]
+    database_path: PathBuf,
+    #[arg(long, env = "ADMIN_USER_SECRET", hide_env_values = true)]
+    admin_user_secret: String,
+    #[arg(long, env = "ADMIN_ORG_SECRET", hide_env_values = true)]
+    admin_org_secret: String,
+    /// Networks callbacks may reach although they are private/loopback (comma-separated CIDRs).
+    #[arg(long, env = "CALLBACK_ALLOW_NETS", default_value = "127.0.0.0/8,::1/128")]
+    callback_allow_nets: String,
+    /// Allow plain http callbacks to the allow-listed networks.
+    #[arg(long, env = "CALLBACK_ALLOW_HTTP", default_value_t = true, action = clap::ArgAction::Set)]
+    callback_allow_http: bool,
+    /// What `webhookUrl` starts with (e.g. a tunnel's https URL); default http://LISTEN_ADDR.
+    #[arg(long, env = "PUBLIC_BASE_URL")]
+    public_base_url: Option<String>,
+    /// Callback requests in flight at once.
+    #[arg(long, env = "DELIVERY_CONCURRENCY", default_value_t = 64)]
+    delivery_concurrency: usize,
+    /// Multiplies every retry delay (1 in production; tests use small values).
+    #[arg(long, env = "DELIVERY_TIME_SCALE", default_value_t = 1.0)]
+    delivery_time_scale: f64,
+    /// Per-attempt timeout in milliseconds.
+    #[arg(long, env = "DELIVERY_TIMEOUT_MS", default_value_t = 15_000)]
+    delivery_timeout_ms: u64,
+    /// Delivered notifications are kept this many days.
+    #[arg(long, env = "EVENT_RETENTION_DAYS", default_value_t = 30)]
+    event_retention_days: u64,
+    /// `json` (default) or `text`.
+    #[arg(long, env = "LOG_FORMAT", default_value = "json")]
+    log_format: String,
+}
+
+fn main() -> std::process::ExitCode {
+    let Command::Serve(args) = Cli::parse().command;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if args.log_format == "text" {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt().json().flatten_event(true).with_env_filter(filter).init();
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: Serve) -> Result<(), String> {
+    let allow = NetworkPolicy::parse_allow_list(&args.callback_allow_nets).map_err(|e| format!("CALLBACK_ALLOW_NETS: {e}"))?;
+    let mut config = Config::local(args.database_path, args.admin_user_secret, args.admin_org_secret);
+    config.listen_addr = args.listen_addr;
+    config.public_base_url = args.public_base_url;
+    config.policy = NetworkPolicy { allow, allow_http_to_allowed_nets: args.callback_allow_http };
+    config.worker.concurrency = args.delivery_concurrency;
+    config.worker.retention = Duration::from_secs(args.event_retention_days * 24 * 3600);
+    config.worker = scaled(config.worker, args.delivery_time_scale);
+    config.attempt_timeout = Duration::from_millis(args.delivery_timeout_ms);
+    tracing::info!(config = ?config, "starting");
+    let running = start(config).await?;
+    let stopper = running.stopper();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests and deliveries");
+        let _ = stopper.send(true);
+    });
+    running.wait().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,1 +1,179 @@
+//! Sends notifications to callback URLs: reqwest + rustls, keep-alive, no redirects, and a DNS
+//! resolver that drops every address the network policy refuses, so a name that resolves to
+//! 169.254.169.254 (or starts to, after the URL was accepted) is never connected to.
 
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use relay_core::network::{CallbackUrlError, NetworkPolicy};
+use relay_core::ports::{Callback, CallbackResponse};
+use relay_core::retry::{self, AttemptResult};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use url::Host;
+
+/// What the attempt log keeps of a response body.
+pub const RESPONSE_EXCERPT_BYTES: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+#[error("every address of this host is refused by the callback network policy")]
+struct Blocked;
+
+struct PolicyResolver {
+    policy: Arc<NetworkPolicy>,
+}
+
+impl Resolve for PolicyResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = addrs.iter().copied().filter(|a| policy.is_allowed(a.ip())).collect();
+            if allowed.is_empty() {
+                return Err(Box::new(Blocked) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
+
+pub struct HttpCallback {
+    client: reqwest::Client,
+    policy: Arc<NetworkPolicy>,
+    timeout: Duration,
+}
+
+impl HttpCallback {
+    pub fn new(policy: NetworkPolicy, timeout: Duration) -> Result<Self, String> {
+        let policy = Arc::new(policy);
+        let client = reqwest::Client::builder()
+            .user_agent(relay_core::notification::USER_AGENT)
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(PolicyResolver { policy: policy.clone() }))
+            .connect_timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(HttpCallback { client, policy, timeout })
+    }
+
+    fn blocked(&self, e: CallbackUrlError, started: Instant) -> CallbackResponse {
+        CallbackResponse {
+            result: AttemptResult::Blocked,
+            status_code: None,
+            error: Some(format!("blocked: the callback URL {e}")),
+            body_excerpt: String::new(),
+            duration: started.elapsed(),
+        }
+    }
+}
+
+fn is_blocked(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<Blocked>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+#[async_trait]
+impl Callback for HttpCallback {
+    async fn resolve(&self, host: &str, port: u16) -> Vec<IpAddr> {
+        match tokio::net::lookup_host((host, port)).await {
+            Ok(addrs) => addrs.map(|a| a.ip()).collect(),
+            Err(_) => vec![],
+        }
+    }
+
+    async fn post(&self, url: &str, headers: &[(&'static str, String)], body: &[u8]) -> CallbackResponse {
+        let started = Instant::now();
+        let parsed = match self.policy.check_url(url) {
+            Ok(u) => u,
+            Err(e) => return self.blocked(e, started),
+        };
+        if parsed.scheme() == "http" {
+            // Plain http only to allow-listed networks: judge the name's addresses now.
+            if let Some(Host::Domain(name)) = parsed.host() {
+                let addrs = self.resolve(name, parsed.port_or_known_default().unwrap_or(80)).await;
+                if let Err(e) = self.policy.check_resolved(&parsed, &addrs) {
+                    return self.blocked(e, started);
+                }
+            }
+        }
+        let mut req = self.client.post(parsed).timeout(self.timeout).body(body.to_vec());
+        for (name, value) in headers {
+            req = req.header(*name, value);
+        }
+        let response = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                // The URL may carry a receiver's token in its query: never put it in a log.
+                let e = e.without_url();
+                let result = if e.is_timeout() {
+                    AttemptResult::TimedOut
+                } else if is_blocked(&e) {
+                    AttemptResult::Blocked
+                } else {
+                    AttemptResult::Failed
+                };
+                let error = match result {
+                    AttemptResult::Blocked => "blocked: the callback host resolves only to refused addresses".to_owned(),
+                    AttemptResult::TimedOut => format!("timed out after {:?}", self.timeout),
+                    _ => error_chain(&e),
+                };
+                return CallbackResponse { result, status_code: None, error: Some(error), body_excerpt: String::new(), duration: started.elapsed() };
+            }
+        };
+        let status = response.status().as_u16();
+        let now_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| retry::parse_retry_after(v, now_unix));
+        let (excerpt, body_error) = read_excerpt(response).await;
+        let timed_out = body_error.as_ref().is_some_and(|e| e.is_timeout());
+        let result = if timed_out { AttemptResult::TimedOut } else { AttemptResult::Answered { status, retry_after } };
+        CallbackResponse {
+            result,
+            status_code: Some(status),
+            error: body_error.map(|e| format!("reading the response: {}", error_chain(&e.without_url()))),
+            body_excerpt: String::from_utf8_lossy(&excerpt).into_owned(),
+            duration: started.elapsed(),
+        }
+    }
+}
+
+/// Reads at most [`RESPONSE_EXCERPT_BYTES`] of the body; the rest is not downloaded.
+async fn read_excerpt(mut response: reqwest::Response) -> (Vec<u8>, Option<reqwest::Error>) {
+    let mut out = Vec::new();
+    while out.len() < RESPONSE_EXCERPT_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let take = (RESPONSE_EXCERPT_BYTES - out.len()).min(chunk.len());
+                out.extend_from_slice(&chunk[..take]);
+            }
+            Ok(None) => break,
+            Err(e) => return (out, Some(e)),
+        }
+    }
+    (out, None)
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}

@@ -1,1 +1,447 @@
+//! The embedded runtime's store and queue: one SQLite file (WAL, `synchronous=FULL`).
+//!
+//! Every write goes through one writer thread that groups whatever is waiting into one
+//! transaction, so N concurrent webhooks cost one fsync, not N, and each caller hears back only
+//! after the commit that made its write durable. Each write runs in its own savepoint: one bad
+//! write fails alone. Reads use their own connections (WAL readers never block the writer).
 
+mod schema;
+mod worker;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
+
+use async_trait::async_trait;
+use relay_core::instance::InstanceSpec;
+use relay_core::ports::{
+    AcceptOutcome, Accepted, AttemptLog, Clock, EventQuery, EventRecord, EventStatus, Events, Instance, Instances,
+    NextStep, QueuedEvent, StoreError, SystemClock,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Map, Value};
+use tokio::sync::{Notify, oneshot};
+
+pub use worker::{Worker, WorkerConfig};
+
+/// At most this many writes share one transaction.
+const MAX_BATCH: usize = 1024;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// What a write hands back to the writer thread: run after COMMIT with its outcome.
+type Completion = Box<dyn FnOnce(Result<(), &str>, &Shared) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+
+struct Shared {
+    /// Live instances, kept in commit order by the writer thread.
+    instances: RwLock<HashMap<i64, Instance>>,
+    /// New work for the delivery worker.
+    wake: Notify,
+}
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: mpsc::SyncSender<Job>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: Arc<PathBuf>,
+    shared: Arc<Shared>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and starts its writer thread.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(unavailable)?;
+        }
+        let conn = schema::open(&path).map_err(unavailable)?;
+        schema::migrate(&conn).map_err(unavailable)?;
+        let instances = schema::load_instances(&conn).map_err(unavailable)?;
+        let shared = Arc::new(Shared { instances: RwLock::new(instances), wake: Notify::new() });
+        let (tx, rx) = mpsc::sync_channel::<Job>(MAX_BATCH * 4);
+        let writer_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || write_loop(conn, rx, writer_shared))
+            .map_err(unavailable)?;
+        Ok(SqliteStore { writer: tx, readers: Arc::new(Mutex::new(vec![])), path: Arc::new(path), shared })
+    }
+
+    /// Queues a write; resolves once its transaction committed (or failed).
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        after_commit: impl FnOnce(&T, &Shared) + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx): (Reply<T>, _) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = in_savepoint(conn, f);
+            Box::new(move |commit, shared| {
+                let out = match (commit, result) {
+                    (Ok(()), Ok(v)) => {
+                        after_commit(&v, shared);
+                        Ok(v)
+                    }
+                    (Err(e), _) => Err(StoreError::Unavailable(format!("commit failed: {e}"))),
+                    (_, Err(e)) => Err(unavailable(e)),
+                };
+                let _ = tx.send(out);
+            })
+        });
+        // A full channel means the disk cannot keep up: wait rather than fail.
+        let writer = self.writer.clone();
+        match writer.try_send(job) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(job)) => {
+                tokio::task::spawn_blocking(move || writer.send(job))
+                    .await
+                    .map_err(unavailable)?
+                    .map_err(|_| unavailable("the writer thread stopped"))?;
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => return Err(unavailable("the writer thread stopped")),
+        }
+        rx.await.map_err(|_| unavailable("the writer thread stopped"))?
+    }
+
+    /// Runs a read on a pooled connection off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match readers.lock().map_err(unavailable)?.pop() {
+                Some(c) => c,
+                None => schema::open(&path).map_err(unavailable)?,
+            };
+            let out = f(&conn).map_err(unavailable);
+            if let Ok(mut pool) = readers.lock() {
+                pool.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(unavailable)?
+    }
+
+    /// Due notifications not already in `in_flight`, oldest due first.
+    pub async fn claim_due(&self, now_ms: i64, limit: usize, in_flight: HashSet<String>) -> Result<Vec<QueuedEvent>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT event_id, instance_id, series, attempts, body FROM events
+                 WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![now_ms, (limit + in_flight.len()) as i64], |r| {
+                Ok(QueuedEvent { event_id: r.get(0)?, instance_id: r.get(1)?, series: r.get(2)?, attempts: r.get(3)?, body: r.get(4)? })
+            })?;
+            let mut out = vec![];
+            for row in rows {
+                let e = row?;
+                if !in_flight.contains(&e.event_id) {
+                    out.push(e);
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// When the next notification not yet due becomes due.
+    pub async fn next_due_after(&self, now_ms: i64) -> Result<Option<i64>, StoreError> {
+        self.read(move |c| {
+            c.query_row(
+                "SELECT MIN(next_attempt_at) FROM events WHERE status = 'pending' AND next_attempt_at > ?1",
+                [now_ms],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+        })
+        .await
+    }
+
+    /// Deletes expired dedupe keys and delivered notifications older than `delivered_before_ms`.
+    pub async fn purge(&self, now_ms: i64, delivered_before_ms: i64) -> Result<usize, StoreError> {
+        self.write(
+            move |c| {
+                let keys = c.execute("DELETE FROM dedupe WHERE expires_at <= ?1", [now_ms])?;
+                c.execute(
+                    "DELETE FROM attempts WHERE event_id IN
+                     (SELECT event_id FROM events WHERE status = 'delivered' AND updated_at < ?1)",
+                    [delivered_before_ms],
+                )?;
+                let events = c.execute("DELETE FROM events WHERE status = 'delivered' AND updated_at < ?1", [delivered_before_ms])?;
+                Ok(keys + events)
+            },
+            |_, _| {},
+        )
+        .await
+    }
+
+    /// Resolves when new work was queued (or a wake was already pending).
+    pub async fn work_queued(&self) {
+        self.shared.wake.notified().await
+    }
+}
+
+fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    conn.execute_batch("SAVEPOINT job")?;
+    match f(conn) {
+        Ok(v) => {
+            conn.execute_batch("RELEASE job")?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            Err(e)
+        }
+    }
+}
+
+fn write_loop(conn: Connection, rx: mpsc::Receiver<Job>, shared: Arc<Shared>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // Nothing ran; dropping the jobs answers every caller "unavailable".
+            tracing::error!(error = %e, "cannot begin a write transaction");
+            drop(jobs);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            continue;
+        }
+        let completions: Vec<Completion> = jobs.into_iter().map(|job| job(&conn)).collect();
+        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if let Err(e) = &commit {
+            tracing::error!(error = %e, "commit failed; the batch is rolled back");
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for done in completions {
+            done(commit.as_ref().map(|_| ()).map_err(String::as_str), &shared);
+        }
+    }
+}
+
+fn status_str(next: &NextStep) -> &'static str {
+    match next {
+        NextStep::Delivered => EventStatus::Delivered.as_str(),
+        NextStep::RetryAt { .. } => EventStatus::Pending.as_str(),
+        NextStep::DeadLettered(_) => EventStatus::Failed.as_str(),
+    }
+}
+
+#[async_trait]
+impl Instances for SqliteStore {
+    async fn create(&self, spec: InstanceSpec, token_hash: String, created_at_ms: i64) -> Result<Instance, StoreError> {
+        self.write(
+            move |c| {
+                c.execute(
+                    "INSERT INTO instances (name, tags, configuration, token_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        spec.name,
+                        serde_json::to_string(&spec.tags).unwrap_or_default(),
+                        serde_json::to_string(&spec.configuration).unwrap_or_default(),
+                        token_hash,
+                        created_at_ms
+                    ],
+                )?;
+                Ok(Instance { id: c.last_insert_rowid(), spec, token_hash, created_at_ms, last_ping: None })
+            },
+            |i, shared| {
+                if let Ok(mut m) = shared.instances.write() {
+                    m.insert(i.id, i.clone());
+                }
+            },
+        )
+        .await
+    }
+
+    async fn get(&self, id: i64) -> Result<Option<Instance>, StoreError> {
+        Ok(self.shared.instances.read().map_err(unavailable)?.get(&id).cloned())
+    }
+
+    async fn list(&self) -> Result<Vec<Instance>, StoreError> {
+        let mut all: Vec<Instance> = self.shared.instances.read().map_err(unavailable)?.values().cloned().collect();
+        all.sort_by_key(|i| i.id);
+        Ok(all)
+    }
+
+    async fn update(&self, id: i64, spec: InstanceSpec) -> Result<Option<Instance>, StoreError> {
+        self.write(
+            move |c| {
+                let n = c.execute(
+                    "UPDATE instances SET name = ?2, tags = ?3, configuration = ?4 WHERE id = ?1 AND deleted_at IS NULL",
+                    params![
+                        id,
+                        spec.name,
+                        serde_json::to_string(&spec.tags).unwrap_or_default(),
+                        serde_json::to_string(&spec.configuration).unwrap_or_default()
+                    ],
+                )?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                schema::load_instance(c, id)
+            },
+            |i, shared| {
+                if let (Some(i), Ok(mut m)) = (i, shared.instances.write()) {
+                    m.insert(i.id, i.clone());
+                }
+            },
+        )
+        .await
+    }
+
+    async fn delete(&self, id: i64) -> Result<bool, StoreError> {
+        let now = SystemClock.now_ms();
+        self.write(
+            move |c| Ok(c.execute("UPDATE instances SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL", params![id, now])? > 0),
+            move |deleted, shared| {
+                if *deleted {
+                    if let Ok(mut m) = shared.instances.write() {
+                        m.remove(&id);
+                    }
+                }
+            },
+        )
+        .await
+    }
+
+    async fn record_ping(&self, id: i64, ping: Map<String, Value>) -> Result<(), StoreError> {
+        let text = serde_json::to_string(&ping).unwrap_or_default();
+        self.write(
+            move |c| {
+                c.execute("UPDATE instances SET last_ping = ?2 WHERE id = ?1", params![id, text])?;
+                Ok(())
+            },
+            move |_, shared| {
+                if let Ok(mut m) = shared.instances.write() {
+                    if let Some(i) = m.get_mut(&id) {
+                        i.last_ping = Some(ping);
+                    }
+                }
+            },
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl Events for SqliteStore {
+    async fn accept(&self, a: Accepted) -> Result<AcceptOutcome, StoreError> {
+        self.write(
+            move |c| {
+                let earlier: Option<(String, i64)> = c
+                    .prepare_cached("SELECT event_id, expires_at FROM dedupe WHERE instance_id = ?1 AND delivery_key = ?2")?
+                    .query_row(params![a.instance_id, a.delivery_key], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                if let Some((event_id, expires_at)) = earlier {
+                    if expires_at > a.accepted_at_ms {
+                        return Ok(AcceptOutcome::Duplicate { event_id });
+                    }
+                }
+                let first = a.notifications.first().map(|n| n.event_id.clone()).unwrap_or_default();
+                c.prepare_cached(
+                    "INSERT OR REPLACE INTO dedupe (instance_id, delivery_key, event_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![a.instance_id, a.delivery_key, first, a.dedupe_until_ms])?;
+                let mut insert = c.prepare_cached(
+                    "INSERT INTO events (event_id, instance_id, part, action, status, created_at, updated_at, next_attempt_at, body)
+                     VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5, ?6)
+                     ON CONFLICT (event_id) DO UPDATE SET status = 'pending', series = series + 1, attempts = 0,
+                       next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at,
+                       dead_letter_reason = NULL, body = excluded.body
+                     WHERE status != 'pending'",
+                )?;
+                for n in &a.notifications {
+                    insert.execute(params![n.event_id, a.instance_id, n.part, a.action, a.accepted_at_ms, n.body])?;
+                }
+                Ok(AcceptOutcome::Queued)
+            },
+            |outcome, shared| {
+                if *outcome == AcceptOutcome::Queued {
+                    shared.wake.notify_one();
+                }
+            },
+        )
+        .await
+    }
+
+    async fn list(&self, instance_id: i64, q: &EventQuery) -> Result<Vec<EventRecord>, StoreError> {
+        let q = q.clone();
+        self.read(move |c| schema::list_events(c, instance_id, &q)).await
+    }
+
+    async fn record_attempt(&self, event: &QueuedEvent, log: AttemptLog, next: NextStep) -> Result<(), StoreError> {
+        let (event_id, series) = (event.event_id.clone(), event.series);
+        self.write(
+            move |c| {
+                c.prepare_cached(
+                    "INSERT INTO attempts (event_id, at, series, attempt, status_code, error, duration_ms, response_body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![
+                    event_id,
+                    log.at_ms,
+                    log.series,
+                    log.attempt,
+                    log.status_code,
+                    log.error,
+                    log.duration_ms as i64,
+                    log.response_body
+                ])?;
+                let (next_at, reason) = match &next {
+                    NextStep::RetryAt { at_ms } => (Some(*at_ms), None),
+                    NextStep::Delivered => (None, None),
+                    NextStep::DeadLettered(r) => (None, Some(r.as_str())),
+                };
+                // The series guard: a redelivery started meanwhile owns the row now.
+                c.prepare_cached(
+                    "UPDATE events SET status = ?3, attempts = ?4, next_attempt_at = ?5, dead_letter_reason = ?6, updated_at = ?7
+                     WHERE event_id = ?1 AND series = ?2",
+                )?
+                .execute(params![event_id, series, status_str(&next), log.attempt, next_at, reason, log.at_ms + log.duration_ms as i64])?;
+                Ok(())
+            },
+            |_, _| {},
+        )
+        .await
+    }
+
+    async fn redeliver(&self, instance_id: i64, event_ids: &[String], now_ms: i64) -> Result<Vec<String>, StoreError> {
+        let ids = event_ids.to_vec();
+        self.write(
+            move |c| {
+                let mut stmt = c.prepare_cached(
+                    "UPDATE events SET status = 'pending', series = series + 1, attempts = 0, next_attempt_at = ?3,
+                       dead_letter_reason = NULL, updated_at = ?3
+                     WHERE instance_id = ?1 AND event_id = ?2 AND status != 'pending'",
+                )?;
+                let mut done = vec![];
+                for id in ids {
+                    if stmt.execute(params![instance_id, id, now_ms])? > 0 {
+                        done.push(id);
+                    }
+                }
+                Ok(done)
+            },
+            |done, shared| {
+                if !done.is_empty() {
+                    shared.wake.notify_one();
+                }
+            },
+        )
+        .await
+    }
+}

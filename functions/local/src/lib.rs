@@ -1,0 +1,164 @@
+//! Local mode: the whole pipeline in one process. The shared router on an axum server, the
+//! SQLite store and queue, and the delivery worker, wired together.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use bytes::Bytes;
+use http::{Request, Response};
+use relay_callback::HttpCallback;
+use relay_core::api::{Api, ApiConfig, ApiError};
+use relay_core::delivery::DeliveryConfig;
+use relay_core::greenhouse::MAX_BODY_BYTES;
+use relay_core::network::NetworkPolicy;
+use relay_core::ports::{Clock, SystemClock};
+use relay_sqlite::{SqliteStore, Worker, WorkerConfig};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Bodies up to this size are read whole (and refused with 413 past 1 MiB) so the client sees
+/// the 413; a larger one is cut off.
+const READ_LIMIT: usize = 4 * MAX_BODY_BYTES;
+
+/// Everything the local server reads from its environment or flags.
+#[derive(Clone)]
+pub struct Config {
+    pub listen_addr: SocketAddr,
+    pub database_path: PathBuf,
+    pub admin_user_secret: String,
+    pub admin_org_secret: String,
+    pub public_base_url: Option<String>,
+    pub policy: NetworkPolicy,
+    pub worker: WorkerConfig,
+    pub attempt_timeout: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen_addr", &self.listen_addr)
+            .field("database_path", &self.database_path)
+            .field("public_base_url", &self.public_base_url)
+            .field("policy", &self.policy)
+            .field("worker", &self.worker)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Defaults for a laptop: loopback callbacks (and plain http to them) allowed.
+    pub fn local(database_path: PathBuf, admin_user_secret: String, admin_org_secret: String) -> Self {
+        Config {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            database_path,
+            admin_user_secret,
+            admin_org_secret,
+            public_base_url: None,
+            policy: NetworkPolicy {
+                allow: NetworkPolicy::parse_allow_list("127.0.0.0/8,::1/128").unwrap_or_default(),
+                allow_http_to_allowed_nets: true,
+            },
+            worker: WorkerConfig::default(),
+            attempt_timeout: relay_core::retry::ATTEMPT_TIMEOUT,
+        }
+    }
+}
+
+/// A started server: where it listens, and how to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub public_base_url: String,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    worker: JoinHandle<()>,
+}
+
+impl Running {
+    /// Graceful stop: no new requests, in-flight requests and deliveries finish.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+        let _ = self.worker.await;
+    }
+
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+
+    pub async fn wait(self) {
+        let _ = self.server.await;
+        let _ = self.worker.await;
+    }
+}
+
+pub async fn start(config: Config) -> Result<Running, String> {
+    if config.admin_user_secret.is_empty() || config.admin_org_secret.is_empty() {
+        return Err("ADMIN_USER_SECRET and ADMIN_ORG_SECRET must both be set".into());
+    }
+    let store = SqliteStore::open(&config.database_path).map_err(|e| format!("database {}: {e}", config.database_path.display()))?;
+    let callback = Arc::new(HttpCallback::new(config.policy.clone(), config.attempt_timeout)?);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen_addr))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let public_base_url = config.public_base_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let api = Api {
+        instances: Arc::new(store.clone()),
+        events: Arc::new(store.clone()),
+        callback: callback.clone(),
+        clock: clock.clone(),
+        config: Arc::new(ApiConfig {
+            admin_user_secret: config.admin_user_secret.clone(),
+            admin_org_secret: config.admin_org_secret.clone(),
+            public_base_url: Some(public_base_url.clone()),
+            policy: config.policy.clone(),
+        }),
+    };
+    let (shutdown, rx) = watch::channel(false);
+    let worker = Worker { store, callback, clock, config: config.worker };
+    let worker = tokio::spawn(worker.run(rx.clone()));
+    let app = axum::Router::new().fallback(handle).with_state(Arc::new(api));
+    let mut server_rx = rx;
+    let server = tokio::spawn(async move {
+        let stop = async move {
+            while !*server_rx.borrow() {
+                if server_rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+            tracing::error!(error = %e, "server stopped");
+        }
+    });
+    tracing::info!(%addr, public_base_url, "listening");
+    Ok(Running { addr, public_base_url, shutdown, server, worker })
+}
+
+async fn handle(State(api): State<Arc<Api>>, req: Request<Body>) -> Response<Body> {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let (parts, body) = req.into_parts();
+    let bytes: Bytes = match axum::body::to_bytes(body, READ_LIMIT).await {
+        Ok(b) if b.len() <= MAX_BODY_BYTES => b,
+        Ok(_) => return ApiError::TooLarge.into_response(&request_id).map(Body::from),
+        Err(e) => {
+            let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                return ApiError::TooLarge.into_response(&request_id).map(Body::from);
+            }
+            return ApiError::BadRequest(format!("could not read the request body: {e}")).into_response(&request_id).map(Body::from);
+        }
+    };
+    api.handle(Request::from_parts(parts, bytes), &request_id).await.map(Body::from)
+}
+
+/// Turns a delivery time scale into the worker settings (tests shrink hours to milliseconds).
+pub fn scaled(worker: WorkerConfig, time_scale: f64) -> WorkerConfig {
+    WorkerConfig { delivery: DeliveryConfig { time_scale }, ..worker }
+}

@@ -1,0 +1,160 @@
+//! Tables, connection settings and the row mappings.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use relay_core::instance::{self, InstanceSpec};
+use relay_core::ports::{AttemptLog, EventQuery, EventRecord, EventStatus, Instance};
+use rusqlite::{Connection, OptionalExtension, Row, params_from_iter, types::Value as Sql};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS instances (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT, -- never reused: an old webhook URL must not reach a new instance
+    name          TEXT NOT NULL,
+    tags          TEXT NOT NULL,
+    configuration TEXT NOT NULL,                     -- JSON, secrets in clear: this file is the secret store
+    token_hash    TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    deleted_at    INTEGER,
+    last_ping     TEXT
+);
+CREATE TABLE IF NOT EXISTS dedupe (
+    instance_id  INTEGER NOT NULL,
+    delivery_key TEXT NOT NULL,
+    event_id     TEXT NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    PRIMARY KEY (instance_id, delivery_key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    event_id           TEXT PRIMARY KEY,
+    instance_id        INTEGER NOT NULL,
+    part               INTEGER NOT NULL,
+    action             TEXT NOT NULL,
+    status             TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+    created_at         INTEGER NOT NULL,
+    updated_at         INTEGER NOT NULL,
+    next_attempt_at    INTEGER,
+    series             INTEGER NOT NULL DEFAULT 0,
+    attempts           INTEGER NOT NULL DEFAULT 0,
+    dead_letter_reason TEXT,
+    body               BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_due ON events (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS events_by_instance ON events (instance_id, created_at);
+CREATE TABLE IF NOT EXISTS attempts (
+    id            INTEGER PRIMARY KEY,
+    event_id      TEXT NOT NULL,
+    at            INTEGER NOT NULL,
+    series        INTEGER NOT NULL,
+    attempt       INTEGER NOT NULL,
+    status_code   INTEGER,
+    error         TEXT,
+    duration_ms   INTEGER NOT NULL,
+    response_body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_by_event ON attempts (event_id, id);
+";
+
+pub fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    // FULL: a commit is on disk (WAL fsynced) before any caller hears "accepted".
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    Ok(conn)
+}
+
+pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(SCHEMA)
+}
+
+fn instance_from_row(r: &Row<'_>) -> rusqlite::Result<Instance> {
+    let bad = |i: usize, e: String| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into());
+    let id: i64 = r.get(0)?;
+    let tags: Vec<String> = serde_json::from_str(&r.get::<_, String>(2)?).map_err(|e| bad(2, e.to_string()))?;
+    let configuration = serde_json::from_str(&r.get::<_, String>(3)?).map_err(|e| bad(3, e.to_string()))?;
+    let (configuration, settings) = instance::normalize(configuration).map_err(|e| bad(3, e.to_string()))?;
+    let last_ping = r.get::<_, Option<String>>(6)?.and_then(|s| serde_json::from_str(&s).ok());
+    Ok(Instance {
+        id,
+        spec: InstanceSpec { name: r.get(1)?, tags, configuration, settings },
+        token_hash: r.get(4)?,
+        created_at_ms: r.get(5)?,
+        last_ping,
+    })
+}
+
+const INSTANCE_COLUMNS: &str = "id, name, tags, configuration, token_hash, created_at, last_ping";
+
+pub fn load_instances(conn: &Connection) -> rusqlite::Result<HashMap<i64, Instance>> {
+    let mut stmt = conn.prepare(&format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE deleted_at IS NULL"))?;
+    let rows = stmt.query_map([], instance_from_row)?;
+    rows.map(|r| r.map(|i| (i.id, i))).collect()
+}
+
+pub fn load_instance(conn: &Connection, id: i64) -> rusqlite::Result<Option<Instance>> {
+    conn.query_row(
+        &format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?1 AND deleted_at IS NULL"),
+        [id],
+        instance_from_row,
+    )
+    .optional()
+}
+
+pub fn list_events(conn: &Connection, instance_id: i64, q: &EventQuery) -> rusqlite::Result<Vec<EventRecord>> {
+    let mut sql = String::from(
+        "SELECT event_id, instance_id, part, action, status, created_at, updated_at, next_attempt_at,
+                dead_letter_reason, series, body
+         FROM events WHERE instance_id = ?",
+    );
+    let mut args: Vec<Sql> = vec![Sql::Integer(instance_id)];
+    if let Some(s) = q.status {
+        sql.push_str(" AND status = ?");
+        args.push(Sql::Text(s.as_str().to_owned()));
+    }
+    if let Some(since) = q.since_ms {
+        sql.push_str(" AND created_at >= ?");
+        args.push(Sql::Integer(since));
+    }
+    sql.push_str(" ORDER BY created_at DESC, rowid DESC LIMIT ?");
+    args.push(Sql::Integer(q.limit.min(i64::MAX as usize) as i64));
+    let mut stmt = conn.prepare(&sql)?;
+    let mut events: Vec<EventRecord> = stmt
+        .query_map(params_from_iter(args), |r| {
+            let status: String = r.get(4)?;
+            Ok(EventRecord {
+                event_id: r.get(0)?,
+                instance_id: r.get(1)?,
+                part: r.get(2)?,
+                action: r.get(3)?,
+                status: EventStatus::parse(&status).unwrap_or(EventStatus::Pending),
+                created_at_ms: r.get(5)?,
+                updated_at_ms: r.get(6)?,
+                next_attempt_at_ms: r.get(7)?,
+                dead_letter_reason: r.get(8)?,
+                series: r.get(9)?,
+                attempts: vec![],
+                body: r.get(10)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut attempts = conn.prepare_cached(
+        "SELECT at, series, attempt, status_code, error, duration_ms, response_body FROM attempts WHERE event_id = ?1 ORDER BY id",
+    )?;
+    for e in &mut events {
+        e.attempts = attempts
+            .query_map([&e.event_id], |r| {
+                Ok(AttemptLog {
+                    at_ms: r.get(0)?,
+                    series: r.get(1)?,
+                    attempt: r.get(2)?,
+                    status_code: r.get(3)?,
+                    error: r.get(4)?,
+                    duration_ms: r.get::<_, i64>(5)? as u64,
+                    response_body: r.get(6)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+    }
+    Ok(events)
+}
