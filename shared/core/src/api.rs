@@ -127,7 +127,7 @@ impl Api {
         let mut resp = match self.route(req).await {
             Ok(r) => r,
             Err(e) => {
-                tracing::info!(request_id, %method, path, status = e.status().as_u16(), message = %e, "request refused");
+                tracing::info!(request_id, %method, path, status = e.status().as_u16(), reason = %e, "request refused");
                 e.into_response(request_id)
             }
         };

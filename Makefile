@@ -1,0 +1,42 @@
+# greenhouse-relay. `make run` starts the local mode; `make test` runs every test.
+# Tools a target needs are installed by that target, into .venv-tools (Python) or via apt/cargo,
+# and each install says what it does.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+VENV := .venv-tools
+
+.PHONY: help run test test-rust conformance bench-core bench-local tools-wrk fmt lint
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+run: ## Build (release) and start the local mode on 127.0.0.1:3000 (see README for settings)
+	@scripts/run-local.sh
+
+test: test-rust conformance ## Every test: unit, property, integration, end-to-end, crash, conformance
+
+test-rust: ## cargo tests of the whole workspace
+	$(CARGO) test --workspace --locked
+
+conformance: ## The contract's black-box check against a freshly started local mode
+	$(CARGO) build --locked -p greenhouse-relay
+	scripts/conformance.sh $(TARGET_DIR)/debug/greenhouse-relay
+
+bench-core: ## criterion: ingest core vs naive parse and floor (prints the ratios)
+	$(CARGO) bench --locked -p relay-core --bench ingest
+
+bench-local: tools-wrk ## wrk load on the local mode vs a bare hyper server (prints the ratios)
+	$(CARGO) build --release --locked -p greenhouse-relay --bins --examples
+	scripts/bench-local.sh $(TARGET_DIR)/release
+
+tools-wrk:
+	@command -v wrk >/dev/null || { echo "installing wrk (apt-get install wrk)"; \
+	  (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null; }
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
