@@ -36,6 +36,11 @@ impl std::fmt::Debug for ApiConfig {
     }
 }
 
+/// A request extension: the public base URL a runtime derived for this request (API Gateway's
+/// domain and stage). `ApiConfig::public_base_url` still wins when set.
+#[derive(Debug, Clone)]
+pub struct PublicBaseUrl(pub String);
+
 #[derive(Clone)]
 pub struct Api {
     pub instances: Arc<dyn Instances>,
@@ -158,7 +163,10 @@ impl Api {
         let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
         let method = req.method().clone();
         let query = parse_query(req.uri().query());
-        let base = self.public_base_url(req.headers());
+        let base = match (&self.config.public_base_url, req.extensions().get::<PublicBaseUrl>()) {
+            (None, Some(PublicBaseUrl(b))) => b.trim_end_matches('/').to_owned(),
+            _ => self.public_base_url(req.headers()),
+        };
         let ok = |v: Value| Ok(json_response(StatusCode::OK, &v));
         match (segs.as_slice(), &method) {
             (["events", "greenhouse", id], &Method::POST) => self.ingest(parse_id(id)?, &req).await,

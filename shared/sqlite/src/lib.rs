@@ -61,6 +61,9 @@ impl SqliteStore {
         }
         let conn = schema::open(&path).map_err(unavailable)?;
         schema::migrate(&conn).map_err(unavailable)?;
+        // Checkpoints run on their own thread: inside a commit they stall every writer waiting
+        // for the group commit (seen as a p99 of 100+ ms at 1,000 webhooks/s).
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0").map_err(unavailable)?;
         let instances = schema::load_instances(&conn).map_err(unavailable)?;
         let shared = Arc::new(Shared { instances: RwLock::new(instances), wake: Notify::new() });
         let (tx, rx) = mpsc::sync_channel::<Job>(MAX_BATCH * 4);
@@ -68,6 +71,12 @@ impl SqliteStore {
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || write_loop(conn, rx, writer_shared))
+            .map_err(unavailable)?;
+        let checkpoint_conn = schema::open(&path).map_err(unavailable)?;
+        let alive = Arc::downgrade(&shared);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpoint_conn, alive))
             .map_err(unavailable)?;
         Ok(SqliteStore { writer: tx, readers: Arc::new(Mutex::new(vec![])), path: Arc::new(path), shared })
     }
@@ -188,6 +197,17 @@ impl SqliteStore {
     /// Resolves when new work was queued (or a wake was already pending).
     pub async fn work_queued(&self) {
         self.shared.wake.notified().await
+    }
+}
+
+/// Copies the WAL back into the database file without blocking writers (PASSIVE), as long as
+/// the store is alive.
+fn checkpoint_loop(conn: Connection, alive: std::sync::Weak<Shared>) {
+    while alive.upgrade().is_some() {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
     }
 }
 

@@ -1,0 +1,514 @@
+//! Instances, dedupe keys and the event log in one DynamoDB table; the queue is SQS.
+//! The table design is documented in `infra/TABLE.md`.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client as Dynamo;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{AttributeValue as Av, ReturnValue};
+use relay_core::instance::{self, InstanceSpec};
+use relay_core::ports::{
+    AcceptOutcome, Accepted, AttemptLog, Clock, EventQuery, EventRecord, EventStatus, Events, Instance, Instances,
+    NextStep, QueuedEvent, StoreError, SystemClock,
+};
+use serde_json::{Map, Value};
+use tokio::sync::RwLock;
+
+use crate::queue::{Queue, QueueMessage};
+
+type Item = HashMap<String, Av>;
+
+fn unavailable<E, R>(e: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    StoreError::Unavailable(DisplayErrorContext(e).to_string())
+}
+
+fn s(v: impl Into<String>) -> Av {
+    Av::S(v.into())
+}
+
+fn n(v: impl ToString) -> Av {
+    Av::N(v.to_string())
+}
+
+fn get_s(item: &Item, k: &str) -> Option<String> {
+    item.get(k).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn get_n<T: std::str::FromStr>(item: &Item, k: &str) -> Option<T> {
+    item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Unavailable(format!("malformed item in the table: {what}"))
+}
+
+fn instance_key(id: i64) -> (Av, Av) {
+    (s(format!("INSTANCE#{id}")), s("INSTANCE"))
+}
+
+fn event_pk(event_id: &str) -> Av {
+    s(format!("EVENT#{event_id}"))
+}
+
+/// Sortable: zero-padded milliseconds, then the id (unique).
+fn event_sort(created_at_ms: i64, event_id: &str) -> String {
+    format!("{created_at_ms:015}#{event_id}")
+}
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    dynamo: Dynamo,
+    table: String,
+    queue: Queue,
+    clock: std::sync::Arc<dyn Clock>,
+}
+
+impl DynamoStore {
+    pub fn new(dynamo: Dynamo, table: impl Into<String>, queue: Queue) -> Self {
+        DynamoStore { dynamo, table: table.into(), queue, clock: std::sync::Arc::new(SystemClock) }
+    }
+
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    fn instance_from_item(item: &Item) -> Result<Instance, StoreError> {
+        let id = get_n::<i64>(item, "instance_id").ok_or_else(|| corrupt("instance_id"))?;
+        let tags = serde_json::from_str(&get_s(item, "tags").unwrap_or_else(|| "[]".into())).map_err(|_| corrupt("tags"))?;
+        let configuration = serde_json::from_str(&get_s(item, "configuration").ok_or_else(|| corrupt("configuration"))?)
+            .map_err(|_| corrupt("configuration"))?;
+        let (configuration, settings) = instance::normalize(configuration).map_err(|e| corrupt(&e.to_string()))?;
+        Ok(Instance {
+            id,
+            spec: InstanceSpec { name: get_s(item, "name").unwrap_or_default(), tags, configuration, settings },
+            token_hash: get_s(item, "token_hash").unwrap_or_default(),
+            created_at_ms: get_n(item, "created_at").unwrap_or(0),
+            last_ping: get_s(item, "last_ping").and_then(|p| serde_json::from_str(&p).ok()),
+        })
+    }
+
+    fn event_from_item(item: &Item) -> Result<EventRecord, StoreError> {
+        let status = get_s(item, "status").and_then(|s| EventStatus::parse(&s)).ok_or_else(|| corrupt("status"))?;
+        Ok(EventRecord {
+            event_id: get_s(item, "event_id").ok_or_else(|| corrupt("event_id"))?,
+            instance_id: get_n(item, "instance_id").ok_or_else(|| corrupt("instance_id"))?,
+            part: get_n(item, "part").unwrap_or(0),
+            action: get_s(item, "action").unwrap_or_default(),
+            status,
+            created_at_ms: get_n(item, "created_at").unwrap_or(0),
+            updated_at_ms: get_n(item, "updated_at").unwrap_or(0),
+            next_attempt_at_ms: get_n(item, "next_attempt_at"),
+            dead_letter_reason: get_s(item, "dead_letter_reason"),
+            series: get_n(item, "series").unwrap_or(0),
+            attempts: vec![],
+            body: item.get("body").and_then(|b| b.as_b().ok()).map(|b| b.as_ref().to_vec()).unwrap_or_default(),
+        })
+    }
+
+    async fn attempts_of(&self, event_id: &str) -> Result<Vec<AttemptLog>, StoreError> {
+        let mut out = vec![];
+        let mut pages = self
+            .dynamo
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :a)")
+            .expression_attribute_values(":pk", event_pk(event_id))
+            .expression_attribute_values(":a", s("ATTEMPT#"))
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(unavailable)?;
+            out.push(AttemptLog {
+                at_ms: get_n(&item, "at").unwrap_or(0),
+                series: get_n(&item, "series").unwrap_or(0),
+                attempt: get_n(&item, "attempt").unwrap_or(0),
+                status_code: get_n(&item, "status_code"),
+                error: get_s(&item, "error"),
+                duration_ms: get_n(&item, "duration_ms").unwrap_or(0),
+                response_body: get_s(&item, "response_body").unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Marks the event pending in a new series (or the first one) and returns the series.
+    async fn start_series(&self, event_id: &str, now_ms: i64, fields: Option<(&Accepted, u32, &[u8])>, only_if_not_pending: Option<i64>) -> Result<Option<Item>, StoreError> {
+        let mut req = self
+            .dynamo
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", event_pk(event_id))
+            .key("sk", s("EVENT"))
+            .update_expression(if fields.is_some() {
+                "SET series = if_not_exists(series, :neg) + :one, #st = :pending, attempts = :zero, next_attempt_at = :now, \
+                 updated_at = :now, event_id = :id, instance_id = :inst, part = :part, #ac = :action, created_at = if_not_exists(created_at, :now), \
+                 body = :body, gsi1pk = :g1pk, gsi1sk = if_not_exists(gsi1sk, :g1sk) REMOVE dead_letter_reason"
+            } else {
+                "SET series = series + :one, #st = :pending, attempts = :zero, next_attempt_at = :now, updated_at = :now REMOVE dead_letter_reason"
+            })
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":now", n(now_ms))
+            .return_values(ReturnValue::AllNew);
+        if let Some((a, part, body)) = fields {
+            req = req
+                .expression_attribute_names("#ac", "action")
+                .expression_attribute_values(":neg", n(-1))
+                .expression_attribute_values(":id", s(event_id))
+                .expression_attribute_values(":inst", n(a.instance_id))
+                .expression_attribute_values(":part", n(part))
+                .expression_attribute_values(":action", s(&a.action))
+                .expression_attribute_values(":body", Av::B(Blob::new(body)))
+                .expression_attribute_values(":g1pk", s(format!("EVENTS#{}", a.instance_id)))
+                .expression_attribute_values(":g1sk", s(event_sort(a.accepted_at_ms, event_id)));
+        }
+        if let Some(instance_id) = only_if_not_pending {
+            req = req
+                .condition_expression("instance_id = :inst AND #st <> :pending")
+                .expression_attribute_values(":inst", n(instance_id));
+        }
+        match req.send().await {
+            Ok(out) => Ok(out.attributes),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl Instances for DynamoStore {
+    async fn create(&self, spec: InstanceSpec, token_hash: String, created_at_ms: i64) -> Result<Instance, StoreError> {
+        let counter = self
+            .dynamo
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s("COUNTER"))
+            .key("sk", s("INSTANCE_ID"))
+            .update_expression("ADD n :one")
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let id: i64 = counter.attributes.as_ref().and_then(|a| get_n(a, "n")).ok_or_else(|| corrupt("counter"))?;
+        let (pk, sk) = instance_key(id);
+        self.dynamo
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", pk)
+            .item("sk", sk)
+            .item("instance_id", n(id))
+            .item("name", s(&spec.name))
+            .item("tags", s(serde_json::to_string(&spec.tags).unwrap_or_default()))
+            .item("configuration", s(serde_json::to_string(&spec.configuration).unwrap_or_default()))
+            .item("token_hash", s(&token_hash))
+            .item("created_at", n(created_at_ms))
+            .item("gsi1pk", s("INSTANCES"))
+            .item("gsi1sk", s(format!("{id:020}")))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(Instance { id, spec, token_hash, created_at_ms, last_ping: None })
+    }
+
+    async fn get(&self, id: i64) -> Result<Option<Instance>, StoreError> {
+        let (pk, sk) = instance_key(id);
+        let out = self.dynamo.get_item().table_name(&self.table).key("pk", pk).key("sk", sk).consistent_read(true).send().await.map_err(unavailable)?;
+        match out.item {
+            Some(item) if !item.contains_key("deleted_at") => Ok(Some(Self::instance_from_item(&item)?)),
+            _ => Ok(None),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<Instance>, StoreError> {
+        let mut pages = self
+            .dynamo
+            .query()
+            .table_name(&self.table)
+            .index_name("gsi1")
+            .key_condition_expression("gsi1pk = :p")
+            .expression_attribute_values(":p", s("INSTANCES"))
+            .into_paginator()
+            .items()
+            .send();
+        let mut out = vec![];
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(unavailable)?;
+            if !item.contains_key("deleted_at") {
+                out.push(Self::instance_from_item(&item)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn update(&self, id: i64, spec: InstanceSpec) -> Result<Option<Instance>, StoreError> {
+        let (pk, sk) = instance_key(id);
+        let result = self
+            .dynamo
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", pk)
+            .key("sk", sk)
+            .update_expression("SET #n = :n, tags = :t, configuration = :c")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(deleted_at)")
+            .expression_attribute_names("#n", "name")
+            .expression_attribute_values(":n", s(&spec.name))
+            .expression_attribute_values(":t", s(serde_json::to_string(&spec.tags).unwrap_or_default()))
+            .expression_attribute_values(":c", s(serde_json::to_string(&spec.configuration).unwrap_or_default()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => out.attributes.as_ref().map(Self::instance_from_item).transpose(),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn delete(&self, id: i64) -> Result<bool, StoreError> {
+        let (pk, sk) = instance_key(id);
+        let result = self
+            .dynamo
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", pk)
+            .key("sk", sk)
+            .update_expression("SET deleted_at = :now")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(deleted_at)")
+            .expression_attribute_values(":now", n(self.clock.now_ms()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn record_ping(&self, id: i64, ping: Map<String, Value>) -> Result<(), StoreError> {
+        let (pk, sk) = instance_key(id);
+        self.dynamo
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", pk)
+            .key("sk", sk)
+            .update_expression("SET last_ping = :p")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":p", s(serde_json::to_string(&ping).unwrap_or_default()))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Events for DynamoStore {
+    /// Order: check the dedupe key, write the log, send to SQS, then write the dedupe key. A
+    /// failure anywhere before the last step makes Greenhouse retry (503), and the retry is
+    /// queued again with the same eventId: a possible duplicate, never a loss.
+    async fn accept(&self, a: Accepted) -> Result<AcceptOutcome, StoreError> {
+        let dedupe_pk = s(format!("DEDUPE#{}#{}", a.instance_id, a.delivery_key));
+        let earlier = self
+            .dynamo
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", dedupe_pk.clone())
+            .key("sk", s("DEDUPE"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?
+            .item;
+        if let Some(item) = earlier {
+            if get_n::<i64>(&item, "expires_at_ms").unwrap_or(0) > a.accepted_at_ms {
+                return Ok(AcceptOutcome::Duplicate { event_id: get_s(&item, "event_id").unwrap_or_default() });
+            }
+        }
+        let mut messages = vec![];
+        for note in &a.notifications {
+            let item = self
+                .start_series(&note.event_id, a.accepted_at_ms, Some((&a, note.part, &note.body)), None)
+                .await?
+                .ok_or_else(|| corrupt("event update returned nothing"))?;
+            messages.push(QueueMessage {
+                event_id: note.event_id.clone(),
+                instance_id: a.instance_id,
+                series: get_n(&item, "series").unwrap_or(0),
+                notification: note.body.clone(),
+            });
+        }
+        self.queue.send(&messages).await?;
+        let first = a.notifications.first().map(|n| n.event_id.clone()).unwrap_or_default();
+        self.dynamo
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", dedupe_pk)
+            .item("sk", s("DEDUPE"))
+            .item("event_id", s(first))
+            .item("expires_at_ms", n(a.dedupe_until_ms))
+            // DynamoDB's TTL attribute: seconds since the epoch.
+            .item("expires_at", n(a.dedupe_until_ms / 1000))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(AcceptOutcome::Queued)
+    }
+
+    async fn list(&self, instance_id: i64, q: &EventQuery) -> Result<Vec<EventRecord>, StoreError> {
+        let mut req = self
+            .dynamo
+            .query()
+            .table_name(&self.table)
+            .index_name("gsi1")
+            .scan_index_forward(false)
+            .expression_attribute_values(":p", s(format!("EVENTS#{instance_id}")));
+        req = match q.since_ms {
+            Some(since) => req
+                .key_condition_expression("gsi1pk = :p AND gsi1sk >= :since")
+                .expression_attribute_values(":since", s(format!("{since:015}"))),
+            None => req.key_condition_expression("gsi1pk = :p"),
+        };
+        if let Some(status) = q.status {
+            req = req
+                .filter_expression("#st = :st")
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_values(":st", s(status.as_str()));
+        }
+        let mut pages = req.into_paginator().items().send();
+        let mut out = vec![];
+        while out.len() < q.limit {
+            let Some(item) = pages.next().await else { break };
+            out.push(Self::event_from_item(&item.map_err(unavailable)?)?);
+        }
+        for e in &mut out {
+            e.attempts = self.attempts_of(&e.event_id).await?;
+        }
+        Ok(out)
+    }
+
+    async fn record_attempt(&self, event: &QueuedEvent, log: AttemptLog, next: NextStep) -> Result<(), StoreError> {
+        let mut put = self
+            .dynamo
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", event_pk(&event.event_id))
+            .item("sk", s(format!("ATTEMPT#{:05}#{:03}", log.series, log.attempt)))
+            .item("at", n(log.at_ms))
+            .item("series", n(log.series))
+            .item("attempt", n(log.attempt))
+            .item("duration_ms", n(log.duration_ms))
+            .item("response_body", s(&log.response_body));
+        if let Some(code) = log.status_code {
+            put = put.item("status_code", n(code));
+        }
+        if let Some(err) = &log.error {
+            put = put.item("error", s(err));
+        }
+        put.send().await.map_err(unavailable)?;
+        let status = match next {
+            NextStep::Delivered => "delivered",
+            NextStep::RetryAt { .. } => "pending",
+            NextStep::DeadLettered(_) => "failed",
+        };
+        let mut update = self
+            .dynamo
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", event_pk(&event.event_id))
+            .key("sk", s("EVENT"))
+            .condition_expression("series = :series")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":series", n(event.series))
+            .expression_attribute_values(":st", s(status))
+            .expression_attribute_values(":a", n(log.attempt))
+            .expression_attribute_values(":u", n(log.at_ms + log.duration_ms as i64));
+        update = match &next {
+            NextStep::RetryAt { at_ms } => update
+                .update_expression("SET #st = :st, attempts = :a, updated_at = :u, next_attempt_at = :next")
+                .expression_attribute_values(":next", n(*at_ms)),
+            NextStep::Delivered => update.update_expression("SET #st = :st, attempts = :a, updated_at = :u REMOVE next_attempt_at"),
+            NextStep::DeadLettered(reason) => update
+                .update_expression("SET #st = :st, attempts = :a, updated_at = :u, dead_letter_reason = :r REMOVE next_attempt_at")
+                .expression_attribute_values(":r", s(reason.as_str())),
+        };
+        match update.send().await {
+            Ok(_) => Ok(()),
+            // A redelivery started a new series meanwhile: the attempt is logged, the row is its.
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn redeliver(&self, instance_id: i64, event_ids: &[String], now_ms: i64) -> Result<Vec<String>, StoreError> {
+        let mut done = vec![];
+        for id in event_ids {
+            let Some(item) = self.start_series(id, now_ms, None, Some(instance_id)).await? else { continue };
+            let message = QueueMessage {
+                event_id: id.clone(),
+                instance_id,
+                series: get_n(&item, "series").unwrap_or(0),
+                notification: item.get("body").and_then(|b| b.as_b().ok()).map(|b| b.as_ref().to_vec()).unwrap_or_default(),
+            };
+            self.queue.send(std::slice::from_ref(&message)).await?;
+            done.push(id.clone());
+        }
+        Ok(done)
+    }
+}
+
+/// Instances for the delivery function: a warm Lambda reuses what it read for `ttl`, so a
+/// batch of ten notifications costs one read, and a configuration change lands within `ttl`.
+pub struct CachedInstances<I> {
+    inner: I,
+    ttl: Duration,
+    cache: RwLock<HashMap<i64, (Instant, Option<Instance>)>>,
+}
+
+impl<I> CachedInstances<I> {
+    pub fn new(inner: I, ttl: Duration) -> Self {
+        CachedInstances { inner, ttl, cache: RwLock::default() }
+    }
+}
+
+#[async_trait]
+impl<I: Instances> Instances for CachedInstances<I> {
+    async fn create(&self, spec: InstanceSpec, token_hash: String, created_at_ms: i64) -> Result<Instance, StoreError> {
+        self.inner.create(spec, token_hash, created_at_ms).await
+    }
+    async fn get(&self, id: i64) -> Result<Option<Instance>, StoreError> {
+        if let Some((at, i)) = self.cache.read().await.get(&id) {
+            if at.elapsed() < self.ttl {
+                return Ok(i.clone());
+            }
+        }
+        let fresh = self.inner.get(id).await?;
+        self.cache.write().await.insert(id, (Instant::now(), fresh.clone()));
+        Ok(fresh)
+    }
+    async fn list(&self) -> Result<Vec<Instance>, StoreError> {
+        self.inner.list().await
+    }
+    async fn update(&self, id: i64, spec: InstanceSpec) -> Result<Option<Instance>, StoreError> {
+        self.cache.write().await.remove(&id);
+        self.inner.update(id, spec).await
+    }
+    async fn delete(&self, id: i64) -> Result<bool, StoreError> {
+        self.cache.write().await.remove(&id);
+        self.inner.delete(id).await
+    }
+    async fn record_ping(&self, id: i64, ping: Map<String, Value>) -> Result<(), StoreError> {
+        self.inner.record_ping(id, ping).await
+    }
+}

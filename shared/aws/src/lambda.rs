@@ -1,0 +1,195 @@
+//! What the three Lambda entry points share: configuration from the environment, the HTTP
+//! adapter onto the shared router, and the SQS batch handler of the delivery function.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use bytes::Bytes;
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, RequestExt};
+use relay_core::api::{Api, ApiConfig, PublicBaseUrl};
+use relay_core::delivery::{self, DeliveryConfig};
+use relay_core::network::NetworkPolicy;
+use relay_core::ports::{Callback, Clock, Events, Instances, NextStep, QueuedEvent, SystemClock};
+
+use crate::dynamo::{CachedInstances, DynamoStore};
+use crate::queue::{Queue, QueueMessage};
+
+/// Deployment configuration, read once per cold start.
+#[derive(Clone)]
+pub struct Env {
+    pub table_name: String,
+    pub queue_url: String,
+    pub admin_user_secret: String,
+    pub admin_org_secret: String,
+    pub public_base_url: Option<String>,
+    pub policy: NetworkPolicy,
+    pub time_scale: f64,
+    pub attempt_timeout: Duration,
+}
+
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env")
+            .field("table_name", &self.table_name)
+            .field("queue_url", &self.queue_url)
+            .field("public_base_url", &self.public_base_url)
+            .field("policy", &self.policy)
+            .field("time_scale", &self.time_scale)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Env {
+    pub fn from_env() -> Result<Self, String> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let need = |k: &str| var(k).ok_or_else(|| format!("{k} is not set"));
+        let allow = NetworkPolicy::parse_allow_list(&var("CALLBACK_ALLOW_NETS").unwrap_or_default())
+            .map_err(|e| format!("CALLBACK_ALLOW_NETS: {e}"))?;
+        Ok(Env {
+            table_name: need("TABLE_NAME")?,
+            queue_url: need("QUEUE_URL")?,
+            admin_user_secret: var("ADMIN_USER_SECRET").unwrap_or_default(),
+            admin_org_secret: var("ADMIN_ORG_SECRET").unwrap_or_default(),
+            public_base_url: var("PUBLIC_BASE_URL"),
+            policy: NetworkPolicy { allow, allow_http_to_allowed_nets: var("CALLBACK_ALLOW_HTTP").is_some_and(|v| v == "true") },
+            time_scale: var("DELIVERY_TIME_SCALE").and_then(|v| v.parse().ok()).unwrap_or(1.0),
+            attempt_timeout: Duration::from_millis(var("DELIVERY_TIMEOUT_MS").and_then(|v| v.parse().ok()).unwrap_or(15_000)),
+        })
+    }
+}
+
+/// The AWS clients, from the standard environment (`AWS_ENDPOINT_URL` points them at an
+/// emulator in tests).
+pub async fn store(env: &Env) -> DynamoStore {
+    let conf = aws_config::load_from_env().await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&conf);
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    DynamoStore::new(dynamo, env.table_name.clone(), Queue::new(sqs, env.queue_url.clone()))
+}
+
+pub fn api(env: &Env, store: DynamoStore, callback: Arc<dyn Callback>) -> Api {
+    Api {
+        instances: Arc::new(store.clone()),
+        events: Arc::new(store),
+        callback,
+        clock: Arc::new(SystemClock),
+        config: Arc::new(ApiConfig {
+            admin_user_secret: env.admin_user_secret.clone(),
+            admin_org_secret: env.admin_org_secret.clone(),
+            public_base_url: env.public_base_url.clone(),
+            policy: env.policy.clone(),
+        }),
+    }
+}
+
+/// One API Gateway (HTTP API, payload 2.0) request through the shared router.
+pub async fn handle_http(api: &Api, req: lambda_http::Request) -> http::Response<Body> {
+    let mut request_id = req.lambda_context_ref().map(|c| c.request_id.clone()).unwrap_or_default();
+    let mut base = None;
+    if let Some(RequestContext::ApiGatewayV2(ctx)) = req.request_context_ref() {
+        if let Some(id) = &ctx.request_id {
+            request_id = id.clone();
+        }
+        if let Some(domain) = &ctx.domain_name {
+            base = Some(match ctx.stage.as_deref() {
+                None | Some("$default") => format!("https://{domain}"),
+                Some(stage) => format!("https://{domain}/{stage}"),
+            });
+        }
+    }
+    if request_id.is_empty() {
+        request_id = uuid::Uuid::new_v4().to_string();
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match body {
+        Body::Empty => Bytes::new(),
+        Body::Text(t) => Bytes::from(t),
+        Body::Binary(b) => Bytes::from(b),
+        _ => Bytes::new(),
+    };
+    let mut req = http::Request::from_parts(parts, bytes);
+    if let Some(b) = base {
+        req.extensions_mut().insert(PublicBaseUrl(b));
+    }
+    let resp = api.handle(req, &request_id).await;
+    resp.map(|b| match String::from_utf8(b.to_vec()) {
+        Ok(text) => Body::Text(text),
+        Err(e) => Body::Binary(e.into_bytes()),
+    })
+}
+
+/// The delivery function's state, built once per cold start.
+pub struct Delivery {
+    pub instances: CachedInstances<DynamoStore>,
+    pub events: DynamoStore,
+    pub callback: Arc<dyn Callback>,
+    pub clock: Arc<dyn Clock>,
+    pub config: DeliveryConfig,
+}
+
+impl Delivery {
+    pub fn new(store: DynamoStore, callback: Arc<dyn Callback>, time_scale: f64) -> Self {
+        Delivery {
+            instances: CachedInstances::new(store.clone(), Duration::from_secs(30)),
+            events: store,
+            callback,
+            clock: Arc::new(SystemClock),
+            config: DeliveryConfig { time_scale },
+        }
+    }
+
+    /// Delivers every record of the batch concurrently. A record whose attempt failed gets its
+    /// visibility set to the next retry delay and is reported in `batchItemFailures`, so SQS
+    /// keeps it; delivered and dead-lettered records are left to be deleted.
+    pub async fn handle_batch(&self, event: SqsEvent) -> SqsBatchResponse {
+        let results = futures_util::future::join_all(event.records.iter().map(|r| self.handle_record(r))).await;
+        let mut response = SqsBatchResponse::default();
+        for (record, ok) in event.records.iter().zip(results) {
+            if !ok {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = record.message_id.clone().unwrap_or_default();
+                response.batch_item_failures.push(failure);
+            }
+        }
+        response
+    }
+
+    /// True when SQS may delete the message.
+    async fn handle_record(&self, record: &SqsMessage) -> bool {
+        let id = record.message_id.clone().unwrap_or_default();
+        let Some(message) = record.body.as_deref().and_then(|b| QueueMessage::decode(b).ok()) else {
+            // Unreadable: keep failing it, so the redrive policy moves it to the dead-letter queue.
+            tracing::error!(message_id = %id, "unreadable queue message");
+            return false;
+        };
+        let receives: u32 = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
+        let queued = QueuedEvent {
+            event_id: message.event_id,
+            instance_id: message.instance_id,
+            series: message.series,
+            attempts: receives.saturating_sub(1),
+            body: message.notification,
+        };
+        let instances: &dyn Instances = &self.instances;
+        let events: &dyn Events = &self.events;
+        match delivery::deliver(instances, events, self.callback.as_ref(), self.clock.as_ref(), self.config, &queued).await {
+            Ok(NextStep::Delivered | NextStep::DeadLettered(_)) => true,
+            Ok(NextStep::RetryAt { at_ms }) => {
+                let delay = Duration::from_millis((at_ms - self.clock.now_ms()).max(0) as u64);
+                if let Some(handle) = &record.receipt_handle {
+                    if let Err(e) = self.events.queue().retry_after(handle, delay).await {
+                        // The queue's own visibility timeout applies instead: an earlier retry.
+                        tracing::warn!(event_id = %queued.event_id, error = %e, "could not set the retry delay");
+                    }
+                }
+                false
+            }
+            Err(e) => {
+                tracing::error!(event_id = %queued.event_id, error = %e, "attempt not recorded; SQS will retry");
+                false
+            }
+        }
+    }
+}
