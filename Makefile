@@ -17,8 +17,16 @@ run: ## Build (release) and start the local mode on 127.0.0.1:3000 (see README f
 
 test: test-rust conformance ## Every test: unit, property, integration, end-to-end, crash, conformance
 
-test-rust: ## cargo tests of the whole workspace
-	$(CARGO) test --workspace --locked
+test-rust: $(VENV)/.installed ## cargo tests of the whole workspace (AWS ones against moto server)
+	scripts/with-moto.sh $(CARGO) test --workspace --locked
+
+# Python tools, pinned, in a project venv: moto server (DynamoDB + SQS emulator for the AWS
+# runtime's tests), cargo-lambda and zig (Lambda builds and local runs), cfn-lint (template).
+$(VENV)/.installed:
+	@echo "installing moto[server], cargo-lambda, ziglang and cfn-lint into $(VENV) (pip, about a minute)"
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q 'moto[server]==5.2.5' 'cargo-lambda==1.9.2' 'ziglang==0.17.1' 'cfn-lint==1.58.0'
+	touch $@
 
 conformance: ## The contract's black-box check against a freshly started local mode
 	$(CARGO) build --locked -p greenhouse-relay

@@ -1,1 +1,26 @@
-fn main(){}
+//! The delivery Lambda: SQS event source with partial batch responses. Each record is attempted
+//! once; a failure sets the message's visibility to the next retry delay and is reported in
+//! `batchItemFailures`.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use relay_aws::{Delivery, Env, lambda};
+use relay_callback::HttpCallback;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt().json().flatten_event(true).with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+    ).without_time().init();
+    let env = Env::from_env()?;
+    let store = lambda::store(&env).await;
+    let callback = Arc::new(HttpCallback::new(env.policy.clone(), env.attempt_timeout)?);
+    let delivery = Delivery::new(store, callback, env.time_scale);
+    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
+        let delivery = &delivery;
+        async move { Ok::<SqsBatchResponse, Error>(delivery.handle_batch(event.payload).await) }
+    }))
+    .await
+}

@@ -1,0 +1,211 @@
+//! DynamoDB and SQS in moto server (started by `make test`, address in MOTO_ENDPOINT), reached
+//! through the real AWS SDK; a loopback callback receiver. Every test gets its own table and
+//! queues, so tests run in parallel against one emulator.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TimeToLiveSpecification,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use relay_aws::{DynamoStore, Env, Queue};
+use relay_callback::HttpCallback;
+use relay_core::api::Api;
+use relay_core::network::NetworkPolicy;
+
+pub const USER: &str = "sample-user-secret";
+pub const ORG: &str = "sample-org-secret";
+
+pub fn endpoint() -> String {
+    std::env::var("MOTO_ENDPOINT").unwrap_or_else(|_| {
+        panic!("MOTO_ENDPOINT is not set: these tests need moto server (`make test` installs and starts it)")
+    })
+}
+
+pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "static"))
+        .load()
+        .await
+}
+
+pub struct Aws {
+    pub dynamo: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub table: String,
+    pub queue_url: String,
+    pub dlq_url: String,
+}
+
+/// Creates the table (as `infra/template.yaml` declares it) and the queue with its DLQ.
+pub async fn provision() -> Aws {
+    let conf = sdk_config(&endpoint()).await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&conf);
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let table = format!("relay-{suffix}");
+    let attr = |n: &str| AttributeDefinition::builder().attribute_name(n).attribute_type(ScalarAttributeType::S).build().unwrap();
+    let key = |n: &str, t: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(t).build().unwrap();
+    dynamo
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .attribute_definitions(attr("gsi1pk"))
+        .attribute_definitions(attr("gsi1sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name("gsi1")
+                .key_schema(key("gsi1pk", KeyType::Hash))
+                .key_schema(key("gsi1sk", KeyType::Range))
+                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("create table");
+    dynamo
+        .update_time_to_live()
+        .table_name(&table)
+        .time_to_live_specification(TimeToLiveSpecification::builder().attribute_name("expires_at").enabled(true).build().unwrap())
+        .send()
+        .await
+        .expect("ttl");
+    let dlq_url = sqs.create_queue().queue_name(format!("dlq-{suffix}")).send().await.unwrap().queue_url.unwrap();
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(format!("q-{suffix}"))
+        .attributes(QueueAttributeName::VisibilityTimeout, "60")
+        .attributes(QueueAttributeName::RedrivePolicy, format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"10"}}"#))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    Aws { dynamo, sqs, table, queue_url, dlq_url }
+}
+
+impl Aws {
+    pub fn store(&self) -> DynamoStore {
+        DynamoStore::new(self.dynamo.clone(), self.table.clone(), Queue::new(self.sqs.clone(), self.queue_url.clone()))
+    }
+
+    pub fn env(&self) -> Env {
+        Env {
+            table_name: self.table.clone(),
+            queue_url: self.queue_url.clone(),
+            admin_user_secret: USER.into(),
+            admin_org_secret: ORG.into(),
+            public_base_url: None,
+            policy: loopback_policy(),
+            time_scale: 1.0,
+            attempt_timeout: Duration::from_secs(5),
+        }
+    }
+
+    pub fn api(&self) -> Api {
+        let env = self.env();
+        relay_aws::lambda::api(&env, self.store(), Arc::new(HttpCallback::new(env.policy.clone(), env.attempt_timeout).unwrap()))
+    }
+
+    /// Receives what is visible on the queue, as the SQS event source would hand it to Lambda.
+    pub async fn receive_event(&self) -> aws_lambda_events::event::sqs::SqsEvent {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let records: Vec<serde_json::Value> = out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
+                let attrs: serde_json::Map<String, serde_json::Value> = m
+                    .attributes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), serde_json::Value::String(v)))
+                    .collect();
+                serde_json::json!({"messageId": m.message_id, "receiptHandle": m.receipt_handle, "body": m.body,
+                    "attributes": attrs, "messageAttributes": {}, "eventSource": "aws:sqs"})
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({"Records": records})).unwrap()
+    }
+}
+
+pub fn loopback_policy() -> NetworkPolicy {
+    NetworkPolicy { allow: NetworkPolicy::parse_allow_list("127.0.0.0/8").unwrap(), allow_http_to_allowed_nets: true }
+}
+
+/// A callback receiver answering the scripted statuses in order, then 200.
+pub struct Receiver {
+    pub url: String,
+    pub got: Arc<Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>,
+    pub script: Arc<Mutex<Vec<u16>>>,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let got: Arc<Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>> = Arc::default();
+        let script: Arc<Mutex<Vec<u16>>> = Arc::default();
+        let (g, s) = (got.clone(), script.clone());
+        let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let (g, s) = (g.clone(), s.clone());
+            async move {
+                g.lock().unwrap().push((headers, body.to_vec()));
+                let mut s = s.lock().unwrap();
+                let status = if s.is_empty() { 200 } else { s.remove(0) };
+                axum::http::StatusCode::from_u16(status).unwrap()
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver { url, got, script }
+    }
+}
+
+pub fn greenhouse_signature(key: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256 {}", hex::encode(mac.finalize().into_bytes()))
+}
+
+pub async fn call(api: &Api, method: &str, path: &str, headers: &[(&str, String)], body: Vec<u8>) -> (u16, serde_json::Value) {
+    let mut req = http::Request::builder().method(method).uri(path);
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let resp = api.handle(req.body(bytes::Bytes::from(body)).unwrap(), "test").await;
+    (resp.status().as_u16(), serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null))
+}
+
+pub fn admin() -> (&'static str, String) {
+    ("authorization", format!("User {USER}, Organization {ORG}"))
+}

@@ -1,0 +1,238 @@
+//! The AWS runtime against DynamoDB and SQS in moto, through the real SDK: ingest puts a message
+//! on the queue, the delivery handler fed with the received messages as an SQS event reaches a
+//! loopback receiver; failures change visibility; the last attempt dead-letters; a down
+//! emulator makes the ingest answer 503. Plus every sample in `events/` through its handler.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use relay_aws::{Delivery, QueueMessage};
+use relay_callback::HttpCallback;
+use serde_json::{Value, json};
+
+const VENDOR_KEY: &str = "sample-greenhouse-secret";
+const SIGNING_KEY: &str = "receiver-key";
+
+async fn instance(api: &relay_core::api::Api, callback: &str) -> Value {
+    let body = json!({"element": {"key": "greenhouse"}, "name": "aws", "tags": ["t"], "configuration": {
+        "event.notification.callback.url": callback, "event.notification.signature.key": SIGNING_KEY,
+        "event.vendor.signature.key": VENDOR_KEY}});
+    let (status, v) = call(api, "POST", "/instances", &[admin(), ("content-type", "application/json".into())], serde_json::to_vec(&body).unwrap()).await;
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+async fn webhook(api: &relay_core::api::Api, id: i64, body: &str, event_id: &str) -> (u16, Value) {
+    call(
+        api,
+        "POST",
+        &format!("/events/greenhouse/{id}"),
+        &[("signature", greenhouse_signature(VENDOR_KEY, body.as_bytes())), ("greenhouse-event-id", event_id.into())],
+        body.as_bytes().to_vec(),
+    )
+    .await
+}
+
+fn delivery(aws: &Aws) -> Delivery {
+    Delivery::new(aws.store(), Arc::new(HttpCallback::new(loopback_policy(), Duration::from_secs(5)).unwrap()), 1.0)
+}
+
+async fn events_of(api: &relay_core::api::Api, id: i64) -> Vec<Value> {
+    let (status, v) = call(api, "GET", &format!("/instances/{id}/events"), &[admin()], vec![]).await;
+    assert_eq!(status, 200, "{v}");
+    v.as_array().cloned().unwrap()
+}
+
+#[tokio::test]
+async fn ingest_queue_delivery_reaches_the_receiver_signed() {
+    let aws = provision().await;
+    let api = aws.api();
+    let rx = Receiver::start().await;
+    let inst = instance(&api, &rx.url).await;
+    let id = inst["id"].as_i64().unwrap();
+    assert_eq!(id, 1, "ids start at 1 in a new table");
+    let body = r#"{"action":"offer_updated","payload":{"id":123456789012345678901,"note":"\u003cb\u003e"}}"#;
+    let (status, v) = webhook(&api, id, body, "gh-1").await;
+    assert_eq!(status, 200, "{v}");
+    let event_id = v["eventId"].as_str().unwrap().to_owned();
+    // A duplicate is answered with the same id and queues nothing.
+    let (status, dup) = webhook(&api, id, body, "gh-1").await;
+    assert_eq!((status, dup["eventId"].as_str()), (200, Some(event_id.as_str())));
+
+    let event = aws.receive_event().await;
+    assert_eq!(event.records.len(), 1, "exactly one message queued");
+    let response = delivery(&aws).handle_batch(event).await;
+    assert!(response.batch_item_failures.is_empty());
+    let got = rx.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    let (headers, sent) = &got[0];
+    assert_eq!(headers["webhook-id"], event_id.as_str());
+    let text = std::str::from_utf8(sent).unwrap();
+    assert!(text.contains(body), "raw is spliced byte for byte");
+    {
+        use base64::Engine;
+        use hmac::{Hmac, KeyInit, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SIGNING_KEY.as_bytes()).unwrap();
+        mac.update(sent);
+        let want = format!("sha256={}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
+        assert_eq!(headers["elements-webhook-signature"], want.as_str());
+    }
+    let events = events_of(&api, id).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["status"], "delivered");
+    assert_eq!(events[0]["attempts"][0]["statusCode"], 200);
+    assert!(aws.receive_event().await.records.is_empty(), "nothing left on the queue");
+}
+
+#[tokio::test]
+async fn a_failed_attempt_changes_visibility_and_is_a_batch_item_failure() {
+    let aws = provision().await;
+    let api = aws.api();
+    let rx = Receiver::start().await;
+    rx.script.lock().unwrap().push(500);
+    let inst = instance(&api, &rx.url).await;
+    let id = inst["id"].as_i64().unwrap();
+    webhook(&api, id, r#"{"action":"job_created","payload":{"job":{"id":5}}}"#, "f-1").await;
+    let event = aws.receive_event().await;
+    let message_id = event.records[0].message_id.clone().unwrap();
+    let response = delivery(&aws).handle_batch(event).await;
+    assert_eq!(response.batch_item_failures.len(), 1);
+    assert_eq!(response.batch_item_failures[0].item_identifier, message_id);
+    // Visibility is now the first retry delay (5 s ± 20 %): invisible at once, back within ~6 s.
+    assert!(aws.receive_event().await.records.is_empty(), "visible again too early");
+    let events = events_of(&api, id).await;
+    assert_eq!(events[0]["status"], "pending");
+    assert_eq!(events[0]["attempts"][0]["statusCode"], 500);
+    assert!(events[0]["nextAttemptDate"].is_string());
+    let mut again = aws.receive_event().await;
+    for _ in 0..8 {
+        if !again.records.is_empty() {
+            break;
+        }
+        again = aws.receive_event().await;
+    }
+    assert_eq!(again.records.len(), 1, "the message comes back after its delay");
+    let receives: u32 = again.records[0].attributes["ApproximateReceiveCount"].parse().unwrap();
+    assert_eq!(receives, 2);
+    assert!(delivery(&aws).handle_batch(again).await.batch_item_failures.is_empty());
+    let events = events_of(&api, id).await;
+    assert_eq!(events[0]["status"], "delivered");
+    assert_eq!(events[0]["attempts"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn the_last_attempt_records_a_dead_letter_and_redelivery_requeues_it() {
+    let aws = provision().await;
+    let api = aws.api();
+    let rx = Receiver::start().await;
+    rx.script.lock().unwrap().push(503);
+    let inst = instance(&api, &rx.url).await;
+    let id = inst["id"].as_i64().unwrap();
+    let (_, v) = webhook(&api, id, r#"{"action":"job_deleted","payload":{"job":{"id":9}}}"#, "dl-1").await;
+    let event_id = v["eventId"].as_str().unwrap().to_owned();
+    let mut event = aws.receive_event().await;
+    // As SQS reports it on the 8th receive: this attempt is the last of the schedule.
+    event.records[0].attributes.insert("ApproximateReceiveCount".into(), "8".into());
+    let response = delivery(&aws).handle_batch(event).await;
+    assert!(response.batch_item_failures.is_empty(), "a dead letter is recorded, not retried");
+    let events = events_of(&api, id).await;
+    assert_eq!(events[0]["status"], "failed");
+    assert_eq!(events[0]["deadLetterReason"], "all attempts failed");
+    assert_eq!(events[0]["attempts"][0]["attempt"], 8);
+
+    let (status, v) = call(&api, "POST", &format!("/instances/{id}/events/{event_id}/redeliver"), &[admin()], vec![]).await;
+    assert_eq!(status, 200, "{v}");
+    let event = aws.receive_event().await;
+    assert_eq!(event.records.len(), 1);
+    let message = QueueMessage::decode(event.records[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!((message.event_id.as_str(), message.series), (event_id.as_str(), 1));
+    assert!(delivery(&aws).handle_batch(event).await.batch_item_failures.is_empty());
+    let events = events_of(&api, id).await;
+    assert_eq!(events[0]["status"], "delivered");
+    let series: Vec<Value> = events[0]["attempts"].as_array().unwrap().iter().map(|a| a["series"].clone()).collect();
+    assert_eq!(series, vec![json!(0), json!(1)]);
+    // Bulk redelivery of failed ones finds none now.
+    let (_, v) = call(&api, "POST", &format!("/instances/{id}/events/redeliver?status=failed"), &[admin()], vec![]).await;
+    assert_eq!(v["redelivered"], 0);
+}
+
+#[tokio::test]
+async fn ingest_answers_503_when_the_emulator_is_down() {
+    let aws = provision().await;
+    let rx = Receiver::start().await;
+    let inst = instance(&aws.api(), &rx.url).await;
+    let id = inst["id"].as_i64().unwrap();
+    // Same table and queue names, an endpoint where nothing listens.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let conf = sdk_config(&format!("http://127.0.0.1:{port}")).await;
+    let down = relay_aws::DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&conf),
+        aws.table.clone(),
+        relay_aws::Queue::new(aws_sdk_sqs::Client::new(&conf), aws.queue_url.clone()),
+    );
+    let env = aws.env();
+    let api = relay_aws::lambda::api(&env, down, Arc::new(HttpCallback::new(loopback_policy(), Duration::from_secs(1)).unwrap()));
+    let (status, v) = webhook(&api, id, r#"{"action":"job_created","payload":{"job":{"id":1}}}"#, "down").await;
+    assert_eq!(status, 503, "{v}");
+    assert!(v["message"].is_string() && v["requestId"].is_string());
+    // DynamoDB up, SQS down: still 503, and nothing is marked as seen, so Greenhouse's retry is
+    // queued (a duplicate at worst, never a loss).
+    let half = relay_aws::DynamoStore::new(aws.dynamo.clone(), aws.table.clone(), relay_aws::Queue::new(aws_sdk_sqs::Client::new(&conf), aws.queue_url.clone()));
+    let api = relay_aws::lambda::api(&env, half, Arc::new(HttpCallback::new(loopback_policy(), Duration::from_secs(1)).unwrap()));
+    let (status, _) = webhook(&api, id, r#"{"action":"job_created","payload":{"job":{"id":2}}}"#, "half").await;
+    assert_eq!(status, 503);
+    let (status, v) = webhook(&aws.api(), id, r#"{"action":"job_created","payload":{"job":{"id":2}}}"#, "half").await;
+    assert_eq!(status, 200);
+    assert!(v.get("duplicate").is_none(), "the retry after a 503 is queued, not deduped: {v}");
+    assert_eq!(aws.receive_event().await.records.len(), 1);
+}
+
+#[tokio::test]
+async fn every_sample_event_works_with_its_handler() {
+    let aws = provision().await;
+    let api = aws.api();
+    let rx = Receiver::start().await;
+    let inst = instance(&api, &rx.url).await;
+    assert_eq!(inst["id"], 1, "the samples address instance 1");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.ends_with(".json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        seen += 1;
+        match name.as_str() {
+            "ingest-apigw-v2.json" => {
+                let req = lambda_http::request::from_str(&text).expect("an API Gateway v2 event");
+                let resp = relay_aws::lambda::handle_http(&api, req).await;
+                assert_eq!(resp.status(), 200, "{name}: {:?}", resp.body());
+                assert_eq!(aws.receive_event().await.records.len(), 1, "{name} queued one notification");
+            }
+            "instances-apigw-v2.json" => {
+                let req = lambda_http::request::from_str(&text).expect("an API Gateway v2 event");
+                let resp = relay_aws::lambda::handle_http(&api, req).await;
+                assert_eq!(resp.status(), 200, "{name}");
+                let lambda_http::Body::Text(body) = resp.body() else { panic!("{name}: not a text body") };
+                let v: Value = serde_json::from_str(body).unwrap();
+                assert_eq!(v["webhookUrl"], "https://abc123.execute-api.us-east-1.amazonaws.com/events/greenhouse/1");
+                assert!(!body.contains(VENDOR_KEY) && !body.contains(SIGNING_KEY));
+            }
+            "delivery-sqs.json" => {
+                let event: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_str(&text).expect("an SQS event");
+                let response = delivery(&aws).handle_batch(event).await;
+                assert!(response.batch_item_failures.is_empty(), "{name}");
+                let got = rx.got.lock().unwrap().clone();
+                let last: Value = serde_json::from_slice(&got.last().unwrap().1).unwrap();
+                assert_eq!(last["message"]["events"][0]["objectId"], "4181030002");
+            }
+            other => panic!("no handler test for events/{other}: add one"),
+        }
+    }
+    assert_eq!(seen, 3);
+}
