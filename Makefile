@@ -7,7 +7,7 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 VENV := .venv-tools
 
-.PHONY: help run test test-rust conformance bench-core bench-local tools-wrk fmt lint
+.PHONY: help run test test-rust conformance parity-aws bench-core bench-local tools-wrk fmt lint
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -15,7 +15,7 @@ help: ## List the targets
 run: ## Build (release) and start the local mode on 127.0.0.1:3000 (see README for settings)
 	@scripts/run-local.sh
 
-test: test-rust conformance ## Every test: unit, property, integration, end-to-end, crash, conformance
+test: test-rust conformance parity-aws ## Every test: unit, property, end-to-end, crash, conformance (local and AWS)
 
 test-rust: $(VENV)/.installed ## cargo tests of the whole workspace (AWS ones against moto server)
 	scripts/with-moto.sh $(CARGO) test --workspace --locked
@@ -31,6 +31,9 @@ $(VENV)/.installed:
 conformance: ## The contract's black-box check against a freshly started local mode
 	$(CARGO) build --locked -p greenhouse-relay
 	scripts/conformance.sh $(TARGET_DIR)/debug/greenhouse-relay
+
+parity-aws: $(VENV)/.installed ## The conformance tool against the Lambdas (cargo lambda watch) on moto
+	scripts/with-moto.sh scripts/lambda-parity.sh
 
 bench-core: ## criterion: ingest core vs naive parse and floor (prints the ratios)
 	$(CARGO) bench --locked -p relay-core --bench ingest
