@@ -7,7 +7,7 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 VENV := .venv-tools
 
-.PHONY: help run test test-rust conformance parity-aws bench-core bench-local tools-wrk fmt lint
+.PHONY: help run test test-rust test-infra validate build deploy invoke coldstart conformance parity-aws bench-core bench-local tools-wrk fmt lint
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -15,7 +15,7 @@ help: ## List the targets
 run: ## Build (release) and start the local mode on 127.0.0.1:3000 (see README for settings)
 	@scripts/run-local.sh
 
-test: test-rust conformance parity-aws ## Every test: unit, property, end-to-end, crash, conformance (local and AWS)
+test: test-rust test-infra conformance parity-aws ## Every test: unit, property, end-to-end, crash, template, conformance (local and AWS)
 
 test-rust: $(VENV)/.installed ## cargo tests of the whole workspace (AWS ones against moto server)
 	scripts/with-moto.sh $(CARGO) test --workspace --locked
@@ -31,6 +31,36 @@ $(VENV)/.installed:
 conformance: ## The contract's black-box check against a freshly started local mode
 	$(CARGO) build --locked -p greenhouse-relay
 	scripts/conformance.sh $(TARGET_DIR)/debug/greenhouse-relay
+
+test-infra: validate ## cfn-lint and the template's property tests
+	$(VENV)/bin/python infra/test_template.py
+
+validate: $(VENV)/.installed ## cfn-lint on the SAM template
+	$(VENV)/bin/cfn-lint infra/template.yaml
+
+build: $(VENV)/.installed ## The three Lambdas for arm64 (cargo lambda + zig): target/lambda/<fn>/bootstrap.zip
+	rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1 || true
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO) lambda build --release --arm64 --output-format zip \
+	  --bin ingest --bin instances --bin delivery
+	@ls -l $(TARGET_DIR)/lambda/*/bootstrap.zip
+
+SAM_VENV := .venv-sam
+$(SAM_VENV)/.installed:
+	@echo "installing aws-sam-cli into $(SAM_VENV) (pip, about two minutes)"
+	python3 -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install -q aws-sam-cli
+	touch $@
+
+deploy: $(SAM_VENV)/.installed $(VENV)/.installed ## sam build + deploy (guided the first time, then samconfig.toml)
+	cd infra && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ../$(SAM_VENV)/bin/sam build -t template.yaml
+	cd infra && if [ -f samconfig.toml ]; then ../$(SAM_VENV)/bin/sam deploy; else ../$(SAM_VENV)/bin/sam deploy --guided; fi
+
+invoke: $(VENV)/.installed ## Run a function locally on a sample: make invoke FN=ingest EVENT=events/ingest-apigw-v2.json
+	scripts/with-moto.sh scripts/invoke.sh $(or $(FN),ingest) $(or $(EVENT),events/ingest-apigw-v2.json)
+
+coldstart: ## Cold start of the ingest binary vs a hello-world lambda_runtime binary (release, same run)
+	$(CARGO) build --release --locked -p ingest -p delivery --bins --examples
+	scripts/coldstart.py -n 30 $(TARGET_DIR)/release/examples/hello_lambda $(TARGET_DIR)/release/ingest
 
 parity-aws: $(VENV)/.installed ## The conformance tool against the Lambdas (cargo lambda watch) on moto
 	scripts/with-moto.sh scripts/lambda-parity.sh

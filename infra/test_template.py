@@ -1,0 +1,104 @@
+"""Asserts the properties infra/template.yaml must keep (run by `make test` with the tools venv):
+runtime and architecture, redrive and visibility, partial batch responses, TTL and backups,
+least-privilege IAM (no `*`), secrets as NoEcho parameters, alarms and outputs."""
+import json
+import os
+import unittest
+
+from cfnlint.decode import cfn_yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+T = cfn_yaml.load(os.path.join(HERE, "template.yaml"))
+RES = T["Resources"]
+GLOBAL_FN = T["Globals"]["Function"]
+FUNCTIONS = {k: v for k, v in RES.items() if v["Type"] == "AWS::Serverless::Function"}
+SCHEDULE_SECONDS = 5 + 300 + 1800 + 7200 + 18000 + 36000 + 36000
+
+
+def fn_prop(fn, key):
+    return fn["Properties"].get(key, GLOBAL_FN.get(key))
+
+
+def by_type(t):
+    return {k: v for k, v in RES.items() if v["Type"] == t}
+
+
+class Template(unittest.TestCase):
+    def test_three_rust_functions_on_al2023_arm64(self):
+        self.assertEqual(set(FUNCTIONS), {"IngestFunction", "InstancesFunction", "DeliveryFunction"})
+        for name, fn in FUNCTIONS.items():
+            self.assertEqual(fn_prop(fn, "Runtime"), "provided.al2023", name)
+            self.assertEqual(fn_prop(fn, "Architectures"), ["arm64"], name)
+            self.assertEqual(fn_prop(fn, "Handler"), "bootstrap", name)
+            self.assertEqual(fn["Metadata"]["BuildMethod"], "rust-cargolambda", name)
+        bins = {fn["Metadata"]["BuildProperties"]["Binary"] for fn in FUNCTIONS.values()}
+        self.assertEqual(bins, {"ingest", "instances", "delivery"})
+
+    def test_queue_redrive_visibility_and_retention(self):
+        q = RES["DeliveryQueue"]["Properties"]
+        self.assertEqual(q["RedrivePolicy"]["deadLetterTargetArn"], {"Fn::GetAtt": ["DeliveryDLQ", "Arn"]})
+        self.assertGreaterEqual(int(q["RedrivePolicy"]["maxReceiveCount"]), 8, "fewer receives than attempts")
+        timeout = fn_prop(FUNCTIONS["DeliveryFunction"], "Timeout")
+        self.assertGreaterEqual(int(q["VisibilityTimeout"]), 6 * int(timeout), "visibility < 6x function timeout")
+        self.assertGreater(int(q["MessageRetentionPeriod"]), SCHEDULE_SECONDS, "retention shorter than the retry schedule")
+        self.assertEqual(int(RES["DeliveryDLQ"]["Properties"]["MessageRetentionPeriod"]), 1209600)
+        self.assertGreater(int(timeout), 15, "delivery timeout must exceed one 15 s attempt")
+
+    def test_sqs_event_source_reports_batch_item_failures_with_a_concurrency_cap(self):
+        ev = FUNCTIONS["DeliveryFunction"]["Properties"]["Events"]["Queue"]
+        self.assertEqual(ev["Type"], "SQS")
+        self.assertEqual(ev["Properties"]["FunctionResponseTypes"], ["ReportBatchItemFailures"])
+        self.assertEqual(ev["Properties"]["ScalingConfig"]["MaximumConcurrency"], {"Ref": "DeliveryMaxConcurrency"})
+        self.assertIn("DeliveryMaxConcurrency", T["Parameters"])
+
+    def test_table_on_demand_with_ttl_and_point_in_time_recovery(self):
+        t = RES["Table"]["Properties"]
+        self.assertEqual(t["BillingMode"], "PAY_PER_REQUEST")
+        self.assertEqual(t["TimeToLiveSpecification"], {"AttributeName": "expires_at", "Enabled": True})
+        self.assertTrue(t["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"])
+        self.assertEqual(t["GlobalSecondaryIndexes"][0]["IndexName"], "gsi1")
+
+    def test_iam_is_least_privilege(self):
+        for name, fn in FUNCTIONS.items():
+            policies = fn["Properties"]["Policies"]
+            for policy in policies:
+                self.assertIsInstance(policy, dict, f"{name}: only inline statements, no managed policy templates")
+                for st in policy["Statement"]:
+                    actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+                    resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+                    for a in actions:
+                        self.assertNotIn("*", a, f"{name}: wildcard action {a}")
+                    for r in resources:
+                        self.assertNotIn("*", json.dumps(r), f"{name}: wildcard resource {r}")
+        ingest = {a for st in FUNCTIONS["IngestFunction"]["Properties"]["Policies"][0]["Statement"] for a in st["Action"]}
+        self.assertNotIn("dynamodb:Query", ingest)
+        self.assertNotIn("sqs:ReceiveMessage", ingest)
+        self.assertNotIn("sqs:DeleteMessage", ingest)
+
+    def test_secrets_are_noecho_parameters_without_defaults(self):
+        for p in ("AdminUserSecret", "AdminOrgSecret"):
+            self.assertTrue(T["Parameters"][p].get("NoEcho"), p)
+            self.assertNotIn("Default", T["Parameters"][p], p)
+        text = open(os.path.join(HERE, "template.yaml")).read()
+        self.assertNotIn("sample-user-secret", text)
+
+    def test_routes(self):
+        def routes(fn):
+            return {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in FUNCTIONS[fn]["Properties"]["Events"].values()}
+        self.assertEqual(routes("IngestFunction"), {("POST", "/events/greenhouse/{id}")})
+        self.assertIn(("POST", "/instances"), routes("InstancesFunction"))
+        self.assertIn(("POST", "/instances/{id}/events/{eventId}/redeliver"), routes("InstancesFunction"))
+
+    def test_alarms_on_dead_letters_errors_and_throttles(self):
+        metrics = {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in by_type("AWS::CloudWatch::Alarm").values()}
+        self.assertIn(("AWS/SQS", "ApproximateNumberOfMessagesVisible"), metrics)
+        self.assertIn(("AWS/Lambda", "Errors"), metrics)
+        self.assertIn(("AWS/Lambda", "Throttles"), metrics)
+
+    def test_outputs(self):
+        self.assertIn("ApiBaseUrl", T["Outputs"])
+        self.assertIn("/events/greenhouse/{instanceId}", json.dumps(T["Outputs"]["WebhookUrlPattern"]))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
