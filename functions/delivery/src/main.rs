@@ -16,7 +16,10 @@ async fn main() -> Result<(), Error> {
     ).without_time().init();
     let env = Env::from_env()?;
     let store = lambda::store(&env).await;
-    let callback = Arc::new(HttpCallback::new(env.policy.clone(), env.attempt_timeout)?);
+    let callback = HttpCallback::new(env.policy.clone(), env.attempt_timeout)?;
+    // Delivering is this function's work: pay for the TLS setup during init, not on the first event.
+    callback.warm()?;
+    let callback = Arc::new(callback);
     let delivery = Delivery::new(store, callback, env.time_scale);
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let delivery = &delivery;

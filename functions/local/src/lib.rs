@@ -101,7 +101,9 @@ pub async fn start(config: Config) -> Result<Running, String> {
         return Err("ADMIN_USER_SECRET and ADMIN_ORG_SECRET must both be set".into());
     }
     let store = SqliteStore::open(&config.database_path).map_err(|e| format!("database {}: {e}", config.database_path.display()))?;
-    let callback = Arc::new(HttpCallback::new(config.policy.clone(), config.attempt_timeout)?);
+    let callback = HttpCallback::new(config.policy.clone(), config.attempt_timeout)?;
+    callback.warm()?;
+    let callback = Arc::new(callback);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await

@@ -331,11 +331,10 @@ impl Events for DynamoStore {
             .await
             .map_err(unavailable)?
             .item;
-        if let Some(item) = earlier {
-            if get_n::<i64>(&item, "expires_at_ms").unwrap_or(0) > a.accepted_at_ms {
+        if let Some(item) = earlier
+            && get_n::<i64>(&item, "expires_at_ms").unwrap_or(0) > a.accepted_at_ms {
                 return Ok(AcceptOutcome::Duplicate { event_id: get_s(&item, "event_id").unwrap_or_default() });
             }
-        }
         let mut messages = vec![];
         for note in &a.notifications {
             let item = self
@@ -488,11 +487,10 @@ impl<I: Instances> Instances for CachedInstances<I> {
         self.inner.create(spec, token_hash, created_at_ms).await
     }
     async fn get(&self, id: i64) -> Result<Option<Instance>, StoreError> {
-        if let Some((at, i)) = self.cache.read().await.get(&id) {
-            if at.elapsed() < self.ttl {
+        if let Some((at, i)) = self.cache.read().await.get(&id)
+            && at.elapsed() < self.ttl {
                 return Ok(i.clone());
             }
-        }
         let fresh = self.inner.get(id).await?;
         self.cache.write().await.insert(id, (Instant::now(), fresh.clone()));
         Ok(fresh)

@@ -178,12 +178,11 @@ impl Delivery {
             Ok(NextStep::Delivered | NextStep::DeadLettered(_)) => true,
             Ok(NextStep::RetryAt { at_ms }) => {
                 let delay = Duration::from_millis((at_ms - self.clock.now_ms()).max(0) as u64);
-                if let Some(handle) = &record.receipt_handle {
-                    if let Err(e) = self.events.queue().retry_after(handle, delay).await {
+                if let Some(handle) = &record.receipt_handle
+                    && let Err(e) = self.events.queue().retry_after(handle, delay).await {
                         // The queue's own visibility timeout applies instead: an earlier retry.
                         tracing::warn!(event_id = %queued.event_id, error = %e, "could not set the retry delay");
                     }
-                }
                 false
             }
             Err(e) => {

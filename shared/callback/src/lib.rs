@@ -3,7 +3,7 @@
 //! 169.254.169.254 (or starts to, after the URL was accepted) is never connected to.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -39,24 +39,38 @@ impl Resolve for PolicyResolver {
 }
 
 pub struct HttpCallback {
-    client: reqwest::Client,
+    /// Built on first use: loading the TLS trust roots costs milliseconds, and the ingest and
+    /// management functions (which only resolve names) never need it.
+    client: OnceLock<Result<reqwest::Client, String>>,
     policy: Arc<NetworkPolicy>,
     timeout: Duration,
 }
 
 impl HttpCallback {
     pub fn new(policy: NetworkPolicy, timeout: Duration) -> Result<Self, String> {
-        let policy = Arc::new(policy);
-        let client = reqwest::Client::builder()
-            .user_agent(relay_core::notification::USER_AGENT)
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(PolicyResolver { policy: policy.clone() }))
-            .connect_timeout(timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(64)
-            .build()
-            .map_err(|e| e.to_string())?;
-        Ok(HttpCallback { client, policy, timeout })
+        Ok(HttpCallback { client: OnceLock::new(), policy: Arc::new(policy), timeout })
+    }
+
+    /// Builds the HTTP client now (where it should be ready before the first delivery).
+    pub fn warm(&self) -> Result<(), String> {
+        self.client().map(|_| ())
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, String> {
+        self.client
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .user_agent(relay_core::notification::USER_AGENT)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .dns_resolver(Arc::new(PolicyResolver { policy: self.policy.clone() }))
+                    .connect_timeout(self.timeout)
+                    .pool_idle_timeout(Duration::from_secs(60))
+                    .pool_max_idle_per_host(64)
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     fn blocked(&self, e: CallbackUrlError, started: Instant) -> CallbackResponse {
@@ -105,7 +119,19 @@ impl Callback for HttpCallback {
                 }
             }
         }
-        let mut req = self.client.post(parsed).timeout(self.timeout).body(body.to_vec());
+        let client = match self.client() {
+            Ok(c) => c,
+            Err(e) => {
+                return CallbackResponse {
+                    result: AttemptResult::Failed,
+                    status_code: None,
+                    error: Some(format!("no HTTP client: {e}")),
+                    body_excerpt: String::new(),
+                    duration: started.elapsed(),
+                };
+            }
+        };
+        let mut req = client.post(parsed).timeout(self.timeout).body(body.to_vec());
         for (name, value) in headers {
             req = req.header(*name, value);
         }

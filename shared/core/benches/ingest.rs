@@ -3,6 +3,7 @@
 //! - naive: `serde_json::from_slice::<Value>` alone;
 //! - floor: one HMAC-SHA256 over the body + one validating `IgnoredAny` scan + one HMAC-SHA256
 //!   over the notification.
+//!
 //! After the measurements it prints, per fixture and as medians, core/naive and core/floor.
 
 use std::hint::black_box;

@@ -159,11 +159,10 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
                 }
             }
         }
-        if let (Some(_), Some(Payload::Raw(p))) = (&action, &payload) {
-            if !p.get().starts_with('{') {
+        if let (Some(_), Some(Payload::Raw(p))) = (&action, &payload)
+            && !p.get().starts_with('{') {
                 return Err(de::Error::custom("`payload` is not an object"));
             }
-        }
         Ok((action, payload))
     }
 }

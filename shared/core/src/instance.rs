@@ -94,11 +94,10 @@ pub fn parse_create(body: &[u8]) -> Result<(InstanceSpec, Option<String>), Confi
 /// is removed), validated as a whole after the merge.
 pub fn apply_patch(current: &InstanceSpec, body: &[u8]) -> Result<InstanceSpec, ConfigError> {
     let doc = parse_object(body)?;
-    if let Some(key) = doc.get("element").and_then(|e| e.get("key")) {
-        if key.as_str() != Some(ELEMENT_KEY) {
+    if let Some(key) = doc.get("element").and_then(|e| e.get("key"))
+        && key.as_str() != Some(ELEMENT_KEY) {
             return Err(invalid("element.key", format!("must be \"{ELEMENT_KEY}\"")));
         }
-    }
     let name = doc.get("name").map(parse_name).transpose()?.unwrap_or_else(|| current.name.clone());
     let tags = doc.get("tags").map(parse_tags).transpose()?.unwrap_or_else(|| current.tags.clone());
     let mut configuration = current.configuration.clone();
@@ -170,11 +169,10 @@ fn parse_secret(field: &str, v: &Value) -> Result<String, ConfigError> {
 /// Validates the keys the service reads and normalises booleans. The callback URL's network
 /// rules need DNS and are checked by the caller (`network::NetworkPolicy`).
 pub fn normalize(mut configuration: Map<String, Value>) -> Result<(Map<String, Value>, Settings), ConfigError> {
-    if let Some(v) = configuration.get(VENDOR_TYPE) {
-        if !matches!(v.as_str(), Some("webhooks" | "webhook")) {
+    if let Some(v) = configuration.get(VENDOR_TYPE)
+        && !matches!(v.as_str(), Some("webhooks" | "webhook")) {
             return Err(invalid(&format!("configuration.{VENDOR_TYPE}"), "must be \"webhooks\""));
         }
-    }
     let callback_url = match configuration.get(CALLBACK_URL) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
@@ -202,11 +200,10 @@ pub fn normalize(mut configuration: Map<String, Value>) -> Result<(Map<String, V
         }
         Some(v) => vec![parse_secret(VENDOR_SIGNATURE_KEY, v)?],
     };
-    if let Some(v) = configuration.get(API_KEY) {
-        if !v.is_null() {
+    if let Some(v) = configuration.get(API_KEY)
+        && !v.is_null() {
             parse_secret(API_KEY, v)?;
         }
-    }
     Ok((configuration, Settings { events_enabled, callback_url, signature_key, vendor_keys }))
 }
 

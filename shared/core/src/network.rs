@@ -70,19 +70,17 @@ impl NetworkPolicy {
             "https" => {}
             "http" if self.allow_http_to_allowed_nets => {
                 // A name is judged after resolution (check_resolved); a literal right here.
-                if let Some(ip) = ip {
-                    if !self.allow_listed(ip) {
+                if let Some(ip) = ip
+                    && !self.allow_listed(ip) {
                         return Err(CallbackUrlError::NotHttps);
                     }
-                }
             }
             _ => return Err(CallbackUrlError::NotHttps),
         }
-        if let Some(ip) = ip {
-            if !self.is_allowed(ip) {
+        if let Some(ip) = ip
+            && !self.is_allowed(ip) {
                 return Err(CallbackUrlError::Blocked(ip));
             }
-        }
         Ok(url)
     }
 

@@ -328,11 +328,10 @@ impl Instances for SqliteStore {
         self.write(
             move |c| Ok(c.execute("UPDATE instances SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL", params![id, now])? > 0),
             move |deleted, shared| {
-                if *deleted {
-                    if let Ok(mut m) = shared.instances.write() {
+                if *deleted
+                    && let Ok(mut m) = shared.instances.write() {
                         m.remove(&id);
                     }
-                }
             },
         )
         .await
@@ -346,11 +345,10 @@ impl Instances for SqliteStore {
                 Ok(())
             },
             move |_, shared| {
-                if let Ok(mut m) = shared.instances.write() {
-                    if let Some(i) = m.get_mut(&id) {
+                if let Ok(mut m) = shared.instances.write()
+                    && let Some(i) = m.get_mut(&id) {
                         i.last_ping = Some(ping);
                     }
-                }
             },
         )
         .await
@@ -366,11 +364,10 @@ impl Events for SqliteStore {
                     .prepare_cached("SELECT event_id, expires_at FROM dedupe WHERE instance_id = ?1 AND delivery_key = ?2")?
                     .query_row(params![a.instance_id, a.delivery_key], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
-                if let Some((event_id, expires_at)) = earlier {
-                    if expires_at > a.accepted_at_ms {
+                if let Some((event_id, expires_at)) = earlier
+                    && expires_at > a.accepted_at_ms {
                         return Ok(AcceptOutcome::Duplicate { event_id });
                     }
-                }
                 let first = a.notifications.first().map(|n| n.event_id.clone()).unwrap_or_default();
                 c.prepare_cached(
                     "INSERT OR REPLACE INTO dedupe (instance_id, delivery_key, event_id, expires_at) VALUES (?1, ?2, ?3, ?4)",

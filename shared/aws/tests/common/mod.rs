@@ -162,16 +162,18 @@ pub fn loopback_policy() -> NetworkPolicy {
     NetworkPolicy { allow: NetworkPolicy::parse_allow_list("127.0.0.0/8").unwrap(), allow_http_to_allowed_nets: true }
 }
 
+type Requests = Arc<Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>;
+
 /// A callback receiver answering the scripted statuses in order, then 200.
 pub struct Receiver {
     pub url: String,
-    pub got: Arc<Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>,
+    pub got: Requests,
     pub script: Arc<Mutex<Vec<u16>>>,
 }
 
 impl Receiver {
     pub async fn start() -> Self {
-        let got: Arc<Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>> = Arc::default();
+        let got: Requests = Arc::default();
         let script: Arc<Mutex<Vec<u16>>> = Arc::default();
         let (g, s) = (got.clone(), script.clone());
         let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
