@@ -11,9 +11,7 @@ use relay_callback::HttpCallback;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt().json().flatten_event(true).with_env_filter(
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-    ).without_time().init();
+    lambda::init_tracing();
     let env = Env::from_env()?;
     let store = lambda::store(&env).await;
     let callback = HttpCallback::new(env.policy.clone(), env.attempt_timeout)?;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client as Dynamo;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue as Av, ReturnValue};
 use relay_core::instance::{self, InstanceSpec};
@@ -27,6 +27,14 @@ where
     R: std::fmt::Debug,
 {
     StoreError::Unavailable(DisplayErrorContext(e).to_string())
+}
+
+/// A condition expression said no: an expected outcome, not an outage.
+fn condition_failed<E, R>(e: &SdkError<E, R>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    e.as_service_error().and_then(|se| se.code()) == Some("ConditionalCheckFailedException")
 }
 
 fn s(v: impl Into<String>) -> Av {
@@ -179,7 +187,7 @@ impl DynamoStore {
         }
         match req.send().await {
             Ok(out) => Ok(out.attributes),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(None),
+            Err(e) if condition_failed(&e) => Ok(None),
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -271,7 +279,7 @@ impl Instances for DynamoStore {
             .await;
         match result {
             Ok(out) => out.attributes.as_ref().map(Self::instance_from_item).transpose(),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(None),
+            Err(e) if condition_failed(&e) => Ok(None),
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -291,7 +299,7 @@ impl Instances for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) if condition_failed(&e) => Ok(false),
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -445,7 +453,7 @@ impl Events for DynamoStore {
         match update.send().await {
             Ok(_) => Ok(()),
             // A redelivery started a new series meanwhile: the attempt is logged, the row is its.
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
             Err(e) => Err(unavailable(e)),
         }
     }

@@ -60,6 +60,27 @@ impl Env {
     }
 }
 
+/// JSON logs for CloudWatch (Lambda adds the timestamp); `RUST_LOG` filters.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().json().flatten_event(true).with_env_filter(filter).without_time().init();
+}
+
+/// The whole `main` of an HTTP function (ingest, instances): state once per cold start, then
+/// every API Gateway request through the shared router.
+pub async fn run_http() -> Result<(), lambda_http::Error> {
+    init_tracing();
+    let env = Env::from_env()?;
+    let store = store(&env).await;
+    let callback = Arc::new(relay_callback::HttpCallback::new(env.policy.clone(), env.attempt_timeout)?);
+    let api = api(&env, store, callback);
+    lambda_http::run(lambda_http::service_fn(|req| {
+        let api = &api;
+        async move { Ok::<_, lambda_http::Error>(handle_http(api, req).await) }
+    }))
+    .await
+}
+
 /// The AWS clients, from the standard environment (`AWS_ENDPOINT_URL` points them at an
 /// emulator in tests).
 pub async fn store(env: &Env) -> DynamoStore {
