@@ -6,8 +6,9 @@ SHELL := /bin/bash
 CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 VENV := .venv-tools
+SAM_VENV := .venv-sam
 
-.PHONY: help run test test-rust test-infra validate build deploy invoke coldstart conformance parity-aws bench-core bench-local tools-wrk fmt lint
+.PHONY: help run test test-rust test-infra validate validate-sam build deploy invoke coldstart conformance parity-aws bench-core bench-local tools-wrk fmt lint
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -44,7 +45,9 @@ build: $(VENV)/.installed ## The three Lambdas for arm64 (cargo lambda + zig): t
 	  --bin ingest --bin instances --bin delivery
 	@ls -l $(TARGET_DIR)/lambda/*/bootstrap.zip
 
-SAM_VENV := .venv-sam
+validate-sam: $(SAM_VENV)/.installed ## sam validate --lint (SAM CLI in .venv-sam)
+	cd infra && AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} SAM_CLI_TELEMETRY=0 ../$(SAM_VENV)/bin/sam validate --lint -t template.yaml
+
 $(SAM_VENV)/.installed:
 	@echo "installing aws-sam-cli into $(SAM_VENV) (pip, about two minutes)"
 	python3 -m venv $(SAM_VENV)
