@@ -162,8 +162,9 @@ impl Api {
             .collect();
         let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
         let method = req.method().clone();
-        let query = parse_query(req.uri().query());
-        let base = match (&self.config.public_base_url, req.extensions().get::<PublicBaseUrl>()) {
+        // Only the management routes need these; the webhook hot path skips them.
+        let query = || parse_query(req.uri().query());
+        let base = || match (&self.config.public_base_url, req.extensions().get::<PublicBaseUrl>()) {
             (None, Some(PublicBaseUrl(b))) => b.trim_end_matches('/').to_owned(),
             _ => self.public_base_url(req.headers()),
         };
@@ -175,11 +176,12 @@ impl Api {
             (["instances"], &Method::POST) => {
                 self.authorize(req.headers(), None).await?;
                 let (instance, token, secret) = self.manage().create(req.body()).await?;
-                ok(instance_json(&instance, &base, Some(&token), secret.as_deref()))
+                ok(instance_json(&instance, &base(), Some(&token), secret.as_deref()))
             }
             (["instances"], &Method::GET) => {
                 self.authorize(req.headers(), None).await?;
                 let list = self.manage().list().await?;
+                let base = base();
                 ok(Value::Array(list.iter().map(|i| instance_json(i, &base, None, None)).collect()))
             }
             (["instances"], m) => Err(ApiError::MethodNotAllowed(m.clone())),
@@ -188,11 +190,11 @@ impl Api {
                 match *m {
                     Method::GET => {
                         self.authorize(req.headers(), Some(id)).await?;
-                        ok(instance_json(&self.manage().get(id).await?, &base, None, None))
+                        ok(instance_json(&self.manage().get(id).await?, &base(), None, None))
                     }
                     Method::PATCH | Method::PUT => {
                         self.authorize(req.headers(), None).await?;
-                        ok(instance_json(&self.manage().patch(id, req.body()).await?, &base, None, None))
+                        ok(instance_json(&self.manage().patch(id, req.body()).await?, &base(), None, None))
                     }
                     Method::DELETE => {
                         self.authorize(req.headers(), None).await?;
@@ -205,13 +207,13 @@ impl Api {
             (["instances", id, "events"], &Method::GET) => {
                 let id = parse_id(id)?;
                 self.authorize(req.headers(), Some(id)).await?;
-                let list = self.manage().list_events(id, &query).await?;
+                let list = self.manage().list_events(id, &query()).await?;
                 ok(Value::Array(list.iter().map(event_json).collect()))
             }
             (["instances", id, "events", "redeliver"], &Method::POST) => {
                 let id = parse_id(id)?;
                 self.authorize(req.headers(), Some(id)).await?;
-                let ids = self.manage().redeliver_many(id, &query).await?;
+                let ids = self.manage().redeliver_many(id, &query()).await?;
                 ok(json!({"redelivered": ids.len(), "eventIds": ids}))
             }
             (["instances", id, "events", event_id, "redeliver"], &Method::POST) => {
