@@ -99,7 +99,8 @@ impl Worker {
                     _ = self.store.work_queued() => {}
                     _ = finished.notified() => {}
                     _ = tokio::time::sleep(sleep) => {}
-                    _ = shutdown.changed() => {}
+                    // A dropped sender means nobody can stop us any more: treat it as a stop.
+                    changed = shutdown.changed() => if changed.is_err() { break },
                 }
                 continue;
             }
