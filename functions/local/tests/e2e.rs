@@ -442,3 +442,36 @@ impl JsonBody for reqwest::Response {
         serde_json::from_slice(&self.bytes().await.unwrap()).unwrap_or(Value::Null)
     }
 }
+
+#[tokio::test]
+async fn a_store_that_cannot_write_answers_503_and_acknowledges_nothing() {
+    let dir = tmp();
+    let rx = Receiver::start().await;
+    let server = Server::start(config(dir.path(), 1.0)).await;
+    let inst = server.create_instance(&rx.url(), json!({})).await;
+    let body = br#"{"action":"job_created","payload":{"job":{"id":77}}}"#;
+    // Another process holds the database's write lock: the writer's transaction cannot begin
+    // and gives up after its busy timeout.
+    let path = dir.path().join("relay.db");
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        locked_tx.send(()).unwrap();
+        release_rx.recv().unwrap();
+        conn.execute_batch("ROLLBACK").unwrap();
+    });
+    locked_rx.recv().unwrap();
+    let (status, v) = server.webhook(id_of(&inst), body, VENDOR_KEY, Some("busy-1")).await;
+    assert_eq!(status, 503, "{v}");
+    assert!(v["message"].is_string() && v["requestId"].is_string());
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+    // Nothing was acknowledged: Greenhouse's retry is queued (not a duplicate) and delivered.
+    let (status, v) = server.webhook(id_of(&inst), body, VENDOR_KEY, Some("busy-1")).await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v.get("duplicate").is_none(), "{v}");
+    rx.wait_for(1, WAIT).await;
+    server.stop().await;
+}
