@@ -21,7 +21,7 @@ user=parity-user-$RANDOM; org=parity-org-$RANDOM
   echo "ADMIN_USER_SECRET=$user"; echo "ADMIN_ORG_SECRET=$org"
   echo "PUBLIC_BASE_URL=http://127.0.0.1:$port/lambda-url/ingest"
   echo "CALLBACK_ALLOW_NETS=127.0.0.0/8"; echo "CALLBACK_ALLOW_HTTP=true"
-  echo "RUST_LOG=warn"
+  echo "RUST_LOG=info"
 } > "$work/env"
 queue_url=$(grep '^QUEUE_URL=' "$work/env" | cut -d= -f2-)
 cargo lambda watch --ignore-changes -A 127.0.0.1 -P "$port" --env-file "$work/env" > "$work/watch.log" 2>&1 &
@@ -43,3 +43,8 @@ if ! python3 "${CONFORMANCE_TOOL:-$here/../shared/tools/conformance.py}" \
   echo "--- event source stand-in"; tail -20 "$work/poller.log"
   exit 1
 fi
+# No secret may reach a log line of any function.
+if grep -E -q "$user|$org|conformance-signing-key|gh_fixture_secret_not_real|whsec_" "$work/watch.log"; then
+  echo "FAIL a secret appears in the functions' logs"; exit 1
+fi
+echo "PASS no secret in the functions' logs ($(wc -l < "$work/watch.log") lines checked)"

@@ -135,3 +135,55 @@ impl JsonBodyExt for reqwest::RequestBuilder {
         self.header("content-type", "application/json").body(serde_json::to_vec(v).unwrap())
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_delivery_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let rx = Receiver::start().await;
+    rx.script([Reply { delay: Duration::from_millis(1500), ..Reply::status(200) }]);
+    let http = reqwest::Client::new();
+    let mut child = spawn(dir.path(), port);
+    wait_ready(&http, &base).await;
+    let body = json!({"element": {"key": "greenhouse"}, "name": "term", "configuration": {
+        "event.notification.callback.url": rx.url(), "event.vendor.signature.key": VENDOR_KEY}});
+    let resp = http.post(format!("{base}/instances")).header("authorization", admin()).json_body(&body).send().await.unwrap();
+    let inst: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    let id = inst["id"].as_i64().unwrap();
+    let hook = br#"{"action":"job_created","payload":{"job":{"id":1}}}"#;
+    let resp = http
+        .post(format!("{base}/events/greenhouse/{id}"))
+        .header("signature", greenhouse_signature(VENDOR_KEY, hook))
+        .body(hook.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    rx.wait_for(1, Duration::from_secs(20)).await; // the receiver is now holding the request
+    let term = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    assert!(term.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(25), "no exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() >= Duration::from_millis(800), "exited before the delivery finished");
+    // After a restart the notification is recorded as delivered, and not sent again.
+    let mut child = spawn(dir.path(), port);
+    wait_ready(&http, &base).await;
+    let events: Value = serde_json::from_slice(
+        &http.get(format!("{base}/instances/{id}/events")).header("authorization", admin()).send().await.unwrap().bytes().await.unwrap(),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(events[0]["status"], "delivered", "{events}");
+    assert_eq!(events[0]["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(rx.received().len(), 1);
+}
