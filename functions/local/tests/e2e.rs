@@ -421,6 +421,9 @@ async fn accepted_events_survive_a_restart() {
         assert_eq!(status, 200);
         ids.push(r["eventId"].as_str().unwrap().to_owned());
     }
+    // Redelivering a notification that is still pending is a no-op, not a 404.
+    let (status, v) = server.call("POST", &format!("/instances/{}/events/{}/redeliver", inst["id"], ids[0]), Some(&admin()), None).await;
+    assert_eq!(status, 200, "{v}");
     server.stop().await;
     let rx = Receiver::start_on(&format!("127.0.0.1:{port}")).await;
     let server = Server::start(config(dir.path(), 0.001)).await;

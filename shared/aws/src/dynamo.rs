@@ -405,6 +405,26 @@ impl Events for DynamoStore {
         Ok(out)
     }
 
+    async fn get(&self, instance_id: i64, event_id: &str) -> Result<Option<EventRecord>, StoreError> {
+        let out = self
+            .dynamo
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", event_pk(event_id))
+            .key("sk", s("EVENT"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let Some(item) = out.item else { return Ok(None) };
+        let mut event = Self::event_from_item(&item)?;
+        if event.instance_id != instance_id {
+            return Ok(None);
+        }
+        event.attempts = self.attempts_of(event_id).await?;
+        Ok(Some(event))
+    }
+
     async fn record_attempt(&self, event: &QueuedEvent, log: AttemptLog, next: NextStep) -> Result<(), StoreError> {
         let mut put = self
             .dynamo

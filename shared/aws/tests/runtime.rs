@@ -145,6 +145,11 @@ async fn the_last_attempt_records_a_dead_letter_and_redelivery_requeues_it() {
 
     let (status, v) = call(&api, "POST", &format!("/instances/{id}/events/{event_id}/redeliver"), &[admin()], vec![]).await;
     assert_eq!(status, 200, "{v}");
+    // Again while pending: a no-op (200), and no second message.
+    let (status, v) = call(&api, "POST", &format!("/instances/{id}/events/{event_id}/redeliver"), &[admin()], vec![]).await;
+    assert_eq!(status, 200, "{v}");
+    let (status, _) = call(&api, "POST", &format!("/instances/{id}/events/no-such-event/redeliver"), &[admin()], vec![]).await;
+    assert_eq!(status, 404);
     let event = aws.receive_event().await;
     assert_eq!(event.records.len(), 1);
     let message = QueueMessage::decode(event.records[0].body.as_deref().unwrap()).unwrap();

@@ -128,13 +128,9 @@ impl Manage<'_> {
         self.get(id).await?;
         let ids = [event_id.to_owned()];
         let done = self.events.redeliver(id, &ids, self.clock.now_ms()).await?;
-        if done.is_empty() {
-            // Either unknown, or already pending (nothing to do, which is not an error).
-            let q = EventQuery { limit: MAX_EVENT_LIMIT, ..EventQuery::default() };
-            let known = self.events.list(id, &q).await?.iter().any(|e| e.event_id == event_id);
-            if !known {
-                return Err(ManageError::NotFound(format!("instance {id} has no notification {event_id}")));
-            }
+        // Nothing queued: either unknown (404) or already pending (nothing to do, not an error).
+        if done.is_empty() && self.events.get(id, event_id).await?.is_none() {
+            return Err(ManageError::NotFound(format!("instance {id} has no notification {event_id}")));
         }
         Ok(())
     }

@@ -156,6 +156,8 @@ pub trait Events: Send + Sync {
     async fn accept(&self, accepted: Accepted) -> Result<AcceptOutcome, StoreError>;
     /// Newest first.
     async fn list(&self, instance_id: i64, query: &EventQuery) -> Result<Vec<EventRecord>, StoreError>;
+    /// One notification of the instance, with its attempts.
+    async fn get(&self, instance_id: i64, event_id: &str) -> Result<Option<EventRecord>, StoreError>;
     /// Logs an attempt and moves the notification to its next step.
     async fn record_attempt(&self, event: &QueuedEvent, log: AttemptLog, next: NextStep) -> Result<(), StoreError>;
     /// Starts a new attempt series for these notifications of the instance, now. Returns the

@@ -397,7 +397,13 @@ impl Events for SqliteStore {
 
     async fn list(&self, instance_id: i64, q: &EventQuery) -> Result<Vec<EventRecord>, StoreError> {
         let q = q.clone();
-        self.read(move |c| schema::list_events(c, instance_id, &q)).await
+        self.read(move |c| schema::list_events(c, instance_id, &q, None)).await
+    }
+
+    async fn get(&self, instance_id: i64, event_id: &str) -> Result<Option<EventRecord>, StoreError> {
+        let id = event_id.to_owned();
+        let q = EventQuery { limit: 1, ..EventQuery::default() };
+        self.read(move |c| Ok(schema::list_events(c, instance_id, &q, Some(&id))?.pop())).await
     }
 
     async fn record_attempt(&self, event: &QueuedEvent, log: AttemptLog, next: NextStep) -> Result<(), StoreError> {

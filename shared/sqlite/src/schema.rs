@@ -101,13 +101,18 @@ pub fn load_instance(conn: &Connection, id: i64) -> rusqlite::Result<Option<Inst
     .optional()
 }
 
-pub fn list_events(conn: &Connection, instance_id: i64, q: &EventQuery) -> rusqlite::Result<Vec<EventRecord>> {
+/// The instance's notifications matching `q` (or just `only`, when given), newest first.
+pub fn list_events(conn: &Connection, instance_id: i64, q: &EventQuery, only: Option<&str>) -> rusqlite::Result<Vec<EventRecord>> {
     let mut sql = String::from(
         "SELECT event_id, instance_id, part, action, status, created_at, updated_at, next_attempt_at,
                 dead_letter_reason, series, body
          FROM events WHERE instance_id = ?",
     );
     let mut args: Vec<Sql> = vec![Sql::Integer(instance_id)];
+    if let Some(id) = only {
+        sql.push_str(" AND event_id = ?");
+        args.push(Sql::Text(id.to_owned()));
+    }
     if let Some(s) = q.status {
         sql.push_str(" AND status = ?");
         args.push(Sql::Text(s.as_str().to_owned()));
