@@ -189,6 +189,31 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
+/// The visitor methods for scalars, all answering `$value`: a visitor that descends into objects
+/// has nothing to read in a bool, number, string or null.
+macro_rules! scalars_are {
+    ($value:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+    };
+}
+
 /// Skips a value. Unlike `IgnoredAny` (which serde_json skips iteratively with no depth
 /// limit), it descends through `deserialize_any`, so serde_json's recursion limit bounds the
 /// nesting of everything we accept, in the same pass that validates it.
@@ -218,24 +243,7 @@ impl<'de> Visitor<'de> for SkipVisitor {
         while seq.next_element::<Skip>()?.is_some() {}
         Ok(Skip)
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Skip, E> {
-        Ok(Skip)
-    }
+    scalars_are!(Skip);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -410,24 +418,7 @@ impl<'de> Visitor<'de> for PersonFields {
         while seq.next_element::<Skip>()?.is_some() {}
         Ok(Person::default())
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Person, E> {
-        Ok(Person::default())
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Person, E> {
-        Ok(Person::default())
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Person, E> {
-        Ok(Person::default())
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Person, E> {
-        Ok(Person::default())
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Person, E> {
-        Ok(Person::default())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Person, E> {
-        Ok(Person::default())
-    }
+    scalars_are!(Person::default());
 }
 
 fn map_person(action: &str, person: Person) -> Mapping {
@@ -528,24 +519,7 @@ impl<'de> Visitor<'de> for PathVisitor<'_> {
         Ok(None)
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
+    scalars_are!(None);
 }
 
 /// A Greenhouse id as the string `objectId` carries. Read from the raw text so that integers
