@@ -45,25 +45,41 @@ impl Env {
     pub fn from_env() -> Result<Self, String> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let need = |k: &str| var(k).ok_or_else(|| format!("{k} is not set"));
-        let allow = NetworkPolicy::parse_allow_list(&var("CALLBACK_ALLOW_NETS").unwrap_or_default())
-            .map_err(|e| format!("CALLBACK_ALLOW_NETS: {e}"))?;
+        let allow =
+            NetworkPolicy::parse_allow_list(&var("CALLBACK_ALLOW_NETS").unwrap_or_default())
+                .map_err(|e| format!("CALLBACK_ALLOW_NETS: {e}"))?;
         Ok(Env {
             table_name: need("TABLE_NAME")?,
             queue_url: need("QUEUE_URL")?,
             admin_user_secret: var("ADMIN_USER_SECRET").unwrap_or_default(),
             admin_org_secret: var("ADMIN_ORG_SECRET").unwrap_or_default(),
             public_base_url: var("PUBLIC_BASE_URL"),
-            policy: NetworkPolicy { allow, allow_http_to_allowed_nets: var("CALLBACK_ALLOW_HTTP").is_some_and(|v| v == "true") },
-            time_scale: var("DELIVERY_TIME_SCALE").and_then(|v| v.parse().ok()).unwrap_or(1.0),
-            attempt_timeout: Duration::from_millis(var("DELIVERY_TIMEOUT_MS").and_then(|v| v.parse().ok()).unwrap_or(15_000)),
+            policy: NetworkPolicy {
+                allow,
+                allow_http_to_allowed_nets: var("CALLBACK_ALLOW_HTTP").is_some_and(|v| v == "true"),
+            },
+            time_scale: var("DELIVERY_TIME_SCALE")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1.0),
+            attempt_timeout: Duration::from_millis(
+                var("DELIVERY_TIMEOUT_MS")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(15_000),
+            ),
         })
     }
 }
 
 /// JSON logs for CloudWatch (Lambda adds the timestamp); `RUST_LOG` filters.
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().json().flatten_event(true).with_env_filter(filter).without_time().init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_env_filter(filter)
+        .without_time()
+        .init();
 }
 
 /// The whole `main` of an HTTP function (ingest, instances): state once per cold start, then
@@ -72,7 +88,10 @@ pub async fn run_http() -> Result<(), lambda_http::Error> {
     init_tracing();
     let env = Env::from_env()?;
     let store = store(&env).await;
-    let callback = Arc::new(relay_callback::HttpCallback::new(env.policy.clone(), env.attempt_timeout)?);
+    let callback = Arc::new(relay_callback::HttpCallback::new(
+        env.policy.clone(),
+        env.attempt_timeout,
+    )?);
     let api = api(&env, store, callback);
     lambda_http::run(lambda_http::service_fn(|req| {
         let api = &api;
@@ -87,7 +106,11 @@ pub async fn store(env: &Env) -> DynamoStore {
     let conf = aws_config::load_from_env().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&conf);
     let sqs = aws_sdk_sqs::Client::new(&conf);
-    DynamoStore::new(dynamo, env.table_name.clone(), Queue::new(sqs, env.queue_url.clone()))
+    DynamoStore::new(
+        dynamo,
+        env.table_name.clone(),
+        Queue::new(sqs, env.queue_url.clone()),
+    )
 }
 
 pub fn api(env: &Env, store: DynamoStore, callback: Arc<dyn Callback>) -> Api {
@@ -107,7 +130,10 @@ pub fn api(env: &Env, store: DynamoStore, callback: Arc<dyn Callback>) -> Api {
 
 /// One API Gateway (HTTP API, payload 2.0) request through the shared router.
 pub async fn handle_http(api: &Api, req: lambda_http::Request) -> http::Response<Body> {
-    let mut request_id = req.lambda_context_ref().map(|c| c.request_id.clone()).unwrap_or_default();
+    let mut request_id = req
+        .lambda_context_ref()
+        .map(|c| c.request_id.clone())
+        .unwrap_or_default();
     let mut base = None;
     if let Some(RequestContext::ApiGatewayV2(ctx)) = req.request_context_ref() {
         if let Some(id) = &ctx.request_id {
@@ -165,7 +191,9 @@ impl Delivery {
     /// visibility set to the next retry delay and is reported in `batchItemFailures`, so SQS
     /// keeps it; delivered and dead-lettered records are left to be deleted.
     pub async fn handle_batch(&self, event: SqsEvent) -> SqsBatchResponse {
-        let results = futures_util::future::join_all(event.records.iter().map(|r| self.handle_record(r))).await;
+        let results =
+            futures_util::future::join_all(event.records.iter().map(|r| self.handle_record(r)))
+                .await;
         let mut response = SqsBatchResponse::default();
         for (record, ok) in event.records.iter().zip(results) {
             if !ok {
@@ -180,12 +208,20 @@ impl Delivery {
     /// True when SQS may delete the message.
     async fn handle_record(&self, record: &SqsMessage) -> bool {
         let id = record.message_id.clone().unwrap_or_default();
-        let Some(message) = record.body.as_deref().and_then(|b| QueueMessage::decode(b).ok()) else {
+        let Some(message) = record
+            .body
+            .as_deref()
+            .and_then(|b| QueueMessage::decode(b).ok())
+        else {
             // Unreadable: keep failing it, so the redrive policy moves it to the dead-letter queue.
             tracing::error!(message_id = %id, "unreadable queue message");
             return false;
         };
-        let receives: u32 = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
+        let receives: u32 = record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1);
         let queued = QueuedEvent {
             event_id: message.event_id,
             instance_id: message.instance_id,
@@ -195,15 +231,25 @@ impl Delivery {
         };
         let instances: &dyn Instances = &self.instances;
         let events: &dyn Events = &self.events;
-        match delivery::deliver(instances, events, self.callback.as_ref(), self.clock.as_ref(), self.config, &queued).await {
+        match delivery::deliver(
+            instances,
+            events,
+            self.callback.as_ref(),
+            self.clock.as_ref(),
+            self.config,
+            &queued,
+        )
+        .await
+        {
             Ok(NextStep::Delivered | NextStep::DeadLettered(_)) => true,
             Ok(NextStep::RetryAt { at_ms }) => {
                 let delay = Duration::from_millis((at_ms - self.clock.now_ms()).max(0) as u64);
                 if let Some(handle) = &record.receipt_handle
-                    && let Err(e) = self.events.queue().retry_after(handle, delay).await {
-                        // The queue's own visibility timeout applies instead: an earlier retry.
-                        tracing::warn!(event_id = %queued.event_id, error = %e, "could not set the retry delay");
-                    }
+                    && let Err(e) = self.events.queue().retry_after(handle, delay).await
+                {
+                    // The queue's own visibility timeout applies instead: an earlier retry.
+                    tracing::warn!(event_id = %queued.event_id, error = %e, "could not set the retry delay");
+                }
                 false
             }
             Err(e) => {

@@ -5,8 +5,8 @@ use std::borrow::Cow;
 use std::fmt;
 
 use hmac::{Hmac, KeyInit, Mac};
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use sha2::Sha256;
 
@@ -42,20 +42,28 @@ pub fn verify_signature<K: AsRef<[u8]>>(
         mac.update(body);
         mac.verify_slice(&expected).is_ok()
     });
-    if matched { Ok(()) } else { Err(SignatureError::Mismatch) }
+    if matched {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
 }
 
+/// `sha256 <64 hex digits>`, the algorithm name in any case, surrounded and separated by ASCII
+/// whitespace. Byte slicing, not iterators: this runs on every request.
 fn parse_signature_header(header: &[u8]) -> Result<[u8; 32], SignatureError> {
-    let text = std::str::from_utf8(header).map_err(|_| SignatureError::Malformed)?;
-    let mut parts = text.split_ascii_whitespace();
-    let (Some(algorithm), Some(digest), None) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(SignatureError::Malformed);
-    };
-    if !algorithm.eq_ignore_ascii_case("sha256") {
+    let header = header.trim_ascii();
+    let (algorithm, rest) = header
+        .split_at_checked(6)
+        .ok_or(SignatureError::Malformed)?;
+    if !algorithm.eq_ignore_ascii_case(b"sha256")
+        || !rest.first().is_some_and(u8::is_ascii_whitespace)
+    {
         return Err(SignatureError::Malformed);
     }
     let mut out = [0u8; 32];
-    hex::decode_to_slice(digest, &mut out).map_err(|_| SignatureError::Malformed)?;
+    hex::decode_to_slice(rest.trim_ascii_start(), &mut out)
+        .map_err(|_| SignatureError::Malformed)?;
     Ok(out)
 }
 
@@ -124,7 +132,11 @@ pub fn parse_webhook(body: &[u8]) -> Result<Webhook<'_>, WebhookError> {
         }
         _ => return Err(WebhookError::NotAWebhook),
     };
-    Ok(Webhook { action, raw, mapping })
+    Ok(Webhook {
+        action,
+        raw,
+        mapping,
+    })
 }
 
 enum Payload<'a> {
@@ -153,16 +165,19 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
                         None => Payload::Raw(map.next_value::<&'de RawValue>()?),
                     })
                 }
-                "action" | "payload" => return Err(de::Error::custom(format!("duplicate `{key}`"))),
+                "action" | "payload" => {
+                    return Err(de::Error::custom(format!("duplicate `{key}`")));
+                }
                 _ => {
                     map.next_value::<Skip>()?;
                 }
             }
         }
         if let (Some(_), Some(Payload::Raw(p))) = (&action, &payload)
-            && !p.get().starts_with('{') {
-                return Err(de::Error::custom("`payload` is not an object"));
-            }
+            && !p.get().starts_with('{')
+        {
+            return Err(de::Error::custom("`payload` is not an object"));
+        }
         Ok((action, payload))
     }
 }
@@ -278,7 +293,9 @@ pub struct MappedEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mapping {
     /// `ping`: answer 200, forward nothing, remember the webhook id.
-    Ping { web_hook_id: Option<String> },
+    Ping {
+        web_hook_id: Option<String>,
+    },
     Events(Vec<MappedEvent>),
 }
 
@@ -287,17 +304,72 @@ use EventType::{Created, Deleted, Updated};
 /// The table of `greenhouse-webhooks.md`: action, objectType, eventType, path to the id.
 /// `delete_candidate` and `merge_candidate` also fan out (see `map_person`).
 const TABLE: &[(&str, &str, EventType, &[&str])] = &[
-    ("new_candidate_application", "applications", Created, &["application", "id"]),
-    ("new_prospect_application", "applications", Created, &["application", "id"]),
-    ("application_updated", "applications", Updated, &["application", "id"]),
-    ("candidate_stage_change", "applications", Updated, &["application", "id"]),
-    ("hire_candidate", "applications", Updated, &["application", "id"]),
-    ("unhire_candidate", "applications", Updated, &["application", "id"]),
-    ("reject_candidate", "applications", Updated, &["application", "id"]),
-    ("unreject_candidate", "applications", Updated, &["application", "id"]),
-    ("delete_application", "applications", Deleted, &["application", "id"]),
-    ("update_candidate", "candidates", Updated, &["candidate", "id"]),
-    ("candidate_anonymized", "candidates", Updated, &["candidate_id"]),
+    (
+        "new_candidate_application",
+        "applications",
+        Created,
+        &["application", "id"],
+    ),
+    (
+        "new_prospect_application",
+        "applications",
+        Created,
+        &["application", "id"],
+    ),
+    (
+        "application_updated",
+        "applications",
+        Updated,
+        &["application", "id"],
+    ),
+    (
+        "candidate_stage_change",
+        "applications",
+        Updated,
+        &["application", "id"],
+    ),
+    (
+        "hire_candidate",
+        "applications",
+        Updated,
+        &["application", "id"],
+    ),
+    (
+        "unhire_candidate",
+        "applications",
+        Updated,
+        &["application", "id"],
+    ),
+    (
+        "reject_candidate",
+        "applications",
+        Updated,
+        &["application", "id"],
+    ),
+    (
+        "unreject_candidate",
+        "applications",
+        Updated,
+        &["application", "id"],
+    ),
+    (
+        "delete_application",
+        "applications",
+        Deleted,
+        &["application", "id"],
+    ),
+    (
+        "update_candidate",
+        "candidates",
+        Updated,
+        &["candidate", "id"],
+    ),
+    (
+        "candidate_anonymized",
+        "candidates",
+        Updated,
+        &["candidate_id"],
+    ),
     ("offer_created", "offers", Created, &["id"]),
     ("offer_approved", "offers", Updated, &["id"]),
     ("offer_updated", "offers", Updated, &["id"]),
@@ -308,11 +380,36 @@ const TABLE: &[(&str, &str, EventType, &[&str])] = &[
     ("job_deleted", "jobs", Deleted, &["job", "id"]),
     ("job_post_created", "job-posts", Created, &["id"]),
     ("job_post_updated", "job-posts", Updated, &["id"]),
-    ("job_post_deleted", "job-posts", Deleted, &["job_post", "id"]),
-    ("job_interview_stage_deleted", "job-stages", Deleted, &["job_interview_stage", "id"]),
-    ("interview_deleted", "scheduled-interviews", Deleted, &["interview", "id"]),
-    ("scorecard_deleted", "scorecards", Deleted, &["scorecard", "id"]),
-    ("department_deleted", "departments", Deleted, &["department", "id"]),
+    (
+        "job_post_deleted",
+        "job-posts",
+        Deleted,
+        &["job_post", "id"],
+    ),
+    (
+        "job_interview_stage_deleted",
+        "job-stages",
+        Deleted,
+        &["job_interview_stage", "id"],
+    ),
+    (
+        "interview_deleted",
+        "scheduled-interviews",
+        Deleted,
+        &["interview", "id"],
+    ),
+    (
+        "scorecard_deleted",
+        "scorecards",
+        Deleted,
+        &["scorecard", "id"],
+    ),
+    (
+        "department_deleted",
+        "departments",
+        Deleted,
+        &["department", "id"],
+    ),
     ("office_deleted", "offices", Deleted, &["office", "id"]),
 ];
 
@@ -333,16 +430,26 @@ impl<'de> DeserializeSeed<'de> for PayloadSeed<'_> {
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         let action = self.0;
         if action == "ping" {
-            let web_hook_id = d.deserialize_map(PathVisitor { head: "web_hook_id", rest: &[] })?;
+            let web_hook_id = d.deserialize_map(PathVisitor {
+                head: "web_hook_id",
+                rest: &[],
+            })?;
             return Ok(Mapping::Ping { web_hook_id });
         }
-        if let Some(&(_, object_type, event_type, path)) = TABLE.iter().find(|row| row.0 == action) {
+        if let Some(&(_, object_type, event_type, path)) = TABLE.iter().find(|row| row.0 == action)
+        {
             let (head, rest) = path.split_first().expect("table paths are not empty");
             let object_id = d.deserialize_map(PathVisitor { head, rest })?;
-            return Ok(Mapping::Events(vec![MappedEvent { object_type: Cow::Borrowed(object_type), object_id, event_type }]));
+            return Ok(Mapping::Events(vec![MappedEvent {
+                object_type: Cow::Borrowed(object_type),
+                object_id,
+                event_type,
+            }]));
         }
         match action {
-            "delete_candidate" | "merge_candidate" => Ok(map_person(action, d.deserialize_map(PersonPayload)?)),
+            "delete_candidate" | "merge_candidate" => {
+                Ok(map_person(action, d.deserialize_map(PersonPayload)?))
+            }
             _ => Ok(map_unknown(d.deserialize_map(FirstObjectWithId)?)),
         }
     }
@@ -402,8 +509,12 @@ impl<'de> Visitor<'de> for PersonFields {
                 "id" => p.id = map.next_value::<Id>()?.0,
                 "new_candidate_id" => p.new_candidate_id = map.next_value::<Id>()?.0,
                 "deleted_application_ids" => {
-                    p.deleted_application_ids =
-                        map.next_value::<Option<Vec<Id>>>()?.unwrap_or_default().into_iter().filter_map(|id| id.0).collect()
+                    p.deleted_application_ids = map
+                        .next_value::<Option<Vec<Id>>>()?
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|id| id.0)
+                        .collect()
                 }
                 _ => {
                     map.next_value::<Skip>()?;
@@ -422,15 +533,28 @@ impl<'de> Visitor<'de> for PersonFields {
 }
 
 fn map_person(action: &str, person: Person) -> Mapping {
-    let mut events = vec![MappedEvent { object_type: Cow::Borrowed("candidates"), object_id: person.id, event_type: Deleted }];
+    let mut events = vec![MappedEvent {
+        object_type: Cow::Borrowed("candidates"),
+        object_id: person.id,
+        event_type: Deleted,
+    }];
     if action == "delete_candidate" {
-        events.extend(person.deleted_application_ids.into_iter().map(|id| MappedEvent {
-            object_type: Cow::Borrowed("applications"),
-            object_id: Some(id),
-            event_type: Deleted,
-        }));
+        events.extend(
+            person
+                .deleted_application_ids
+                .into_iter()
+                .map(|id| MappedEvent {
+                    object_type: Cow::Borrowed("applications"),
+                    object_id: Some(id),
+                    event_type: Deleted,
+                }),
+        );
     } else if let Some(id) = person.new_candidate_id {
-        events.push(MappedEvent { object_type: Cow::Borrowed("candidates"), object_id: Some(id), event_type: Updated });
+        events.push(MappedEvent {
+            object_type: Cow::Borrowed("candidates"),
+            object_id: Some(id),
+            event_type: Updated,
+        });
     }
     Mapping::Events(events)
 }
@@ -573,15 +697,39 @@ mod tests {
             b"sha256 00 00",
             &[0xff, 0xfe],
         ] {
-            assert_eq!(verify_signature(Some(header), body, &key), Err(SignatureError::Malformed));
+            assert_eq!(
+                verify_signature(Some(header), body, &key),
+                Err(SignatureError::Malformed)
+            );
         }
-        assert_eq!(verify_signature(None, body, &key), Err(SignatureError::Missing));
+        assert_eq!(
+            verify_signature(None, body, &key),
+            Err(SignatureError::Missing)
+        );
         let good = sign(b"k", body);
         assert_eq!(verify_signature(Some(good.as_bytes()), body, &key), Ok(()));
         let upper = good.to_uppercase();
         assert_eq!(verify_signature(Some(upper.as_bytes()), body, &key), Ok(()));
+        let spaced = format!(" \t{}  ", good.replacen(' ', "\t ", 1));
+        assert_eq!(
+            verify_signature(Some(spaced.as_bytes()), body, &key),
+            Ok(())
+        );
+        let glued = good.replacen(' ', "", 1);
+        assert_eq!(
+            verify_signature(Some(glued.as_bytes()), body, &key),
+            Err(SignatureError::Malformed)
+        );
+        let other = good.replacen("sha256", "sha257", 1);
+        assert_eq!(
+            verify_signature(Some(other.as_bytes()), body, &key),
+            Err(SignatureError::Malformed)
+        );
         let none: [&[u8]; 0] = [];
-        assert_eq!(verify_signature(Some(good.as_bytes()), body, &none), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify_signature(Some(good.as_bytes()), body, &none),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     #[test]
@@ -590,7 +738,10 @@ mod tests {
         let sig = sign(b"second", body);
         let keys = ["first", "second"];
         assert_eq!(verify_signature(Some(sig.as_bytes()), body, &keys), Ok(()));
-        assert_eq!(verify_signature(Some(sig.as_bytes()), body, &keys[..1]), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify_signature(Some(sig.as_bytes()), body, &keys[..1]),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     #[test]
@@ -606,20 +757,51 @@ mod tests {
             r#"{"action":"x","payload":[1]}"#,
             r#"{"payload":{}}"#,
         ] {
-            assert_eq!(parse_webhook(body.as_bytes()).unwrap_err(), WebhookError::NotAWebhook, "{body}");
+            assert_eq!(
+                parse_webhook(body.as_bytes()).unwrap_err(),
+                WebhookError::NotAWebhook,
+                "{body}"
+            );
         }
-        assert!(matches!(parse_webhook(b"not json{"), Err(WebhookError::NotAWebhook | WebhookError::NotJson(_))));
-        assert!(matches!(parse_webhook(br#"{"action":"x","payload":{}} x"#), Err(WebhookError::NotJson(_))));
-        assert_eq!(parse_webhook(&[b'{', 0xff, b'}']).unwrap_err(), WebhookError::NotUtf8);
+        assert!(matches!(
+            parse_webhook(b"not json{"),
+            Err(WebhookError::NotAWebhook | WebhookError::NotJson(_))
+        ));
+        assert!(matches!(
+            parse_webhook(br#"{"action":"x","payload":{}} x"#),
+            Err(WebhookError::NotJson(_))
+        ));
+        assert_eq!(
+            parse_webhook(&[b'{', 0xff, b'}']).unwrap_err(),
+            WebhookError::NotUtf8
+        );
     }
 
     #[test]
     fn deep_and_large_bodies_are_refused() {
-        let deep = format!(r#"{{"action":"x","payload":{}1{}}}"#, "{\"a\":".repeat(100_000), "}".repeat(100_000));
-        assert_eq!(parse_webhook(deep.as_bytes()).unwrap_err(), WebhookError::TooDeep);
-        let ok = format!(r#"{{"action":"x","payload":{}1{}}}"#, "[".repeat(MAX_DEPTH - 4), "]".repeat(MAX_DEPTH - 4));
-        assert_eq!(parse_webhook(ok.as_bytes()).unwrap_err(), WebhookError::NotAWebhook);
-        let brackets_in_strings = format!(r#"{{"action":"x","payload":{{"s":"{}\"{}"}}}}"#, "[".repeat(500), "{".repeat(500));
+        let deep = format!(
+            r#"{{"action":"x","payload":{}1{}}}"#,
+            "{\"a\":".repeat(100_000),
+            "}".repeat(100_000)
+        );
+        assert_eq!(
+            parse_webhook(deep.as_bytes()).unwrap_err(),
+            WebhookError::TooDeep
+        );
+        let ok = format!(
+            r#"{{"action":"x","payload":{}1{}}}"#,
+            "[".repeat(MAX_DEPTH - 4),
+            "]".repeat(MAX_DEPTH - 4)
+        );
+        assert_eq!(
+            parse_webhook(ok.as_bytes()).unwrap_err(),
+            WebhookError::NotAWebhook
+        );
+        let brackets_in_strings = format!(
+            r#"{{"action":"x","payload":{{"s":"{}\"{}"}}}}"#,
+            "[".repeat(500),
+            "{".repeat(500)
+        );
         assert!(parse_webhook(brackets_in_strings.as_bytes()).is_ok());
         let big = vec![b' '; MAX_BODY_BYTES + 1];
         assert_eq!(parse_webhook(&big).unwrap_err(), WebhookError::TooLarge);
@@ -629,16 +811,37 @@ mod tests {
     fn depth_is_bounded_wherever_the_nesting_hides() {
         let nest = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
         for body in [
-            format!(r#"{{"action":"job_created","payload":{{"job":{{"id":1}},"x":{}}}}}"#, nest(200)),
-            format!(r#"{{"action":"job_created","payload":{{"job":{{"id":{}}}}}}}"#, nest(200)),
+            format!(
+                r#"{{"action":"job_created","payload":{{"job":{{"id":1}},"x":{}}}}}"#,
+                nest(200)
+            ),
+            format!(
+                r#"{{"action":"job_created","payload":{{"job":{{"id":{}}}}}}}"#,
+                nest(200)
+            ),
             format!(r#"{{"extra":{},"action":"x","payload":{{}}}}"#, nest(200)),
             format!(r#"{{"payload":{{"a":{}}},"action":"x"}}"#, nest(200)),
-            format!(r#"{{"action":"delete_candidate","payload":{{"person":{{"id":1,"x":{}}}}}}}"#, nest(200)),
-            format!(r#"{{"action":"hiring_team","payload":{{"t":{{"id":1}},"u":{}}}}}"#, nest(200)),
+            format!(
+                r#"{{"action":"delete_candidate","payload":{{"person":{{"id":1,"x":{}}}}}}}"#,
+                nest(200)
+            ),
+            format!(
+                r#"{{"action":"hiring_team","payload":{{"t":{{"id":1}},"u":{}}}}}"#,
+                nest(200)
+            ),
         ] {
-            assert!(matches!(parse_webhook(body.as_bytes()), Err(WebhookError::TooDeep | WebhookError::NotAWebhook)), "{body}");
+            assert!(
+                matches!(
+                    parse_webhook(body.as_bytes()),
+                    Err(WebhookError::TooDeep | WebhookError::NotAWebhook)
+                ),
+                "{body}"
+            );
         }
-        let fine = format!(r#"{{"action":"job_created","payload":{{"job":{{"id":1}},"x":{}}}}}"#, nest(100));
+        let fine = format!(
+            r#"{{"action":"job_created","payload":{{"job":{{"id":1}},"x":{}}}}}"#,
+            nest(100)
+        );
         assert!(parse_webhook(fine.as_bytes()).is_ok());
     }
 
@@ -652,8 +855,14 @@ mod tests {
     #[test]
     fn ids_keep_their_exact_text() {
         assert_eq!(
-            events(r#"{"action":"job_created","payload":{"job":{"id":123456789012345678901234567890}}}"#),
-            vec![("jobs".into(), Some("123456789012345678901234567890".into()), Created)]
+            events(
+                r#"{"action":"job_created","payload":{"job":{"id":123456789012345678901234567890}}}"#
+            ),
+            vec![(
+                "jobs".into(),
+                Some("123456789012345678901234567890".into()),
+                Created
+            )]
         );
         assert_eq!(
             events(r#"{"action":"job_created","payload":{"job":{"id":"abc"}}}"#),
@@ -672,8 +881,14 @@ mod tests {
     #[test]
     fn unknown_actions_use_the_first_object_with_an_id() {
         assert_eq!(
-            events(r#"{"action":"hiring_team_updated","payload":{"x":1,"meta":{"a":1},"hiring_team":{"id":4242},"job":{"id":7}}}"#),
-            vec![("hiring-teams".into(), Some("4242".into()), EventType::Unknown)]
+            events(
+                r#"{"action":"hiring_team_updated","payload":{"x":1,"meta":{"a":1},"hiring_team":{"id":4242},"job":{"id":7}}}"#
+            ),
+            vec![(
+                "hiring-teams".into(),
+                Some("4242".into()),
+                EventType::Unknown
+            )]
         );
         assert_eq!(
             events(r#"{"action":"job_opened","payload":{"flag":true}}"#),
@@ -684,7 +899,9 @@ mod tests {
     #[test]
     fn fan_out_rows() {
         assert_eq!(
-            events(r#"{"action":"delete_candidate","payload":{"person":{"id":1,"deleted_application_ids":[2,3]}}}"#),
+            events(
+                r#"{"action":"delete_candidate","payload":{"person":{"id":1,"deleted_application_ids":[2,3]}}}"#
+            ),
             vec![
                 ("candidates".into(), Some("1".into()), Deleted),
                 ("applications".into(), Some("2".into()), Deleted),
@@ -692,8 +909,13 @@ mod tests {
             ]
         );
         assert_eq!(
-            events(r#"{"action":"merge_candidate","payload":{"person":{"id":1,"new_candidate_id":9}}}"#),
-            vec![("candidates".into(), Some("1".into()), Deleted), ("candidates".into(), Some("9".into()), Updated)]
+            events(
+                r#"{"action":"merge_candidate","payload":{"person":{"id":1,"new_candidate_id":9}}}"#
+            ),
+            vec![
+                ("candidates".into(), Some("1".into()), Deleted),
+                ("candidates".into(), Some("9".into()), Updated)
+            ]
         );
         assert_eq!(
             events(r#"{"action":"merge_candidate","payload":{}}"#),
@@ -707,13 +929,24 @@ mod tests {
             events(r#"{"payload":{"application":{"id":5}},"action":"hire_candidate"}"#),
             vec![("applications".into(), Some("5".into()), Updated)]
         );
-        assert_eq!(parse_webhook(br#"{"payload":[1],"action":"x"}"#).unwrap_err(), WebhookError::NotAWebhook);
-        assert_eq!(parse_webhook(br#"{"action":"x","action":"y","payload":{}}"#).unwrap_err(), WebhookError::NotAWebhook);
+        assert_eq!(
+            parse_webhook(br#"{"payload":[1],"action":"x"}"#).unwrap_err(),
+            WebhookError::NotAWebhook
+        );
+        assert_eq!(
+            parse_webhook(br#"{"action":"x","action":"y","payload":{}}"#).unwrap_err(),
+            WebhookError::NotAWebhook
+        );
     }
 
     #[test]
     fn ping_is_recognised() {
         let w = parse_webhook(br#"{"action":"ping","payload":{"web_hook_id":48213}}"#).unwrap();
-        assert_eq!(w.mapping, Mapping::Ping { web_hook_id: Some("48213".into()) });
+        assert_eq!(
+            w.mapping,
+            Mapping::Ping {
+                web_hook_id: Some("48213".into())
+            }
+        );
     }
 }

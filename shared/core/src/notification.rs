@@ -1,8 +1,6 @@
 //! The Cloud Elements notification a callback receives, and how it is signed
 //! (`spec/contract.md` section 3).
 
-use std::io::Write;
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, KeyInit, Mac};
@@ -34,7 +32,10 @@ pub struct Notification {
 
 /// The idempotency key of a Greenhouse delivery: its `Greenhouse-Event-ID`, else a body hash.
 pub fn delivery_key(greenhouse_event_id: Option<&str>, body: &[u8]) -> String {
-    match greenhouse_event_id.map(str::trim).filter(|id| !id.is_empty()) {
+    match greenhouse_event_id
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+    {
         Some(id) => format!("gh:{id}"),
         None => format!("sha256:{}", hex::encode(Sha256::digest(body))),
     }
@@ -56,14 +57,14 @@ pub fn event_id(instance_id: i64, delivery_key: &str, part: u32) -> String {
     let mut hex = [0u8; 32];
     // 16 bytes always fit 32 hex digits.
     let _ = hex::encode_to_slice(b, &mut hex);
-    let mut out = String::with_capacity(36);
-    for (i, c) in hex.iter().enumerate() {
-        if matches!(i, 8 | 12 | 16 | 20) {
-            out.push('-');
-        }
-        out.push(*c as char);
-    }
-    out
+    let mut out = [b'-'; 36];
+    out[0..8].copy_from_slice(&hex[0..8]);
+    out[9..13].copy_from_slice(&hex[8..12]);
+    out[14..18].copy_from_slice(&hex[12..16]);
+    out[19..23].copy_from_slice(&hex[16..20]);
+    out[24..36].copy_from_slice(&hex[20..32]);
+    // Hex digits and dashes: always ASCII.
+    String::from_utf8(out.to_vec()).unwrap_or_default()
 }
 
 pub fn topic(instance_id: i64) -> String {
@@ -72,7 +73,12 @@ pub fn topic(instance_id: i64) -> String {
 
 /// Builds the notifications for one delivery: parts of at most 20 events, each carrying `raw`
 /// copied byte for byte (never re-serialised), so big integers and escapes arrive as sent.
-pub fn build(ctx: &Context<'_>, delivery_key: &str, raw: &str, events: &[MappedEvent]) -> Vec<Notification> {
+pub fn build(
+    ctx: &Context<'_>,
+    delivery_key: &str,
+    raw: &str,
+    events: &[MappedEvent],
+) -> Vec<Notification> {
     let empty: [MappedEvent; 0] = [];
     let mut chunks: Vec<&[MappedEvent]> = events.chunks(MAX_EVENTS_PER_NOTIFICATION).collect();
     if chunks.is_empty() {
@@ -85,32 +91,54 @@ pub fn build(ctx: &Context<'_>, delivery_key: &str, raw: &str, events: &[MappedE
             let part = part as u32;
             let event_id = event_id(ctx.instance_id, delivery_key, part);
             let body = write_body(ctx, &event_id, raw, events);
-            Notification { event_id, part, body }
+            Notification {
+                event_id,
+                part,
+                body,
+            }
         })
         .collect()
 }
 
+/// Writes `s` as a JSON string. Most strings here (ids, dates, object types, names) need no
+/// escaping, so they are copied as they are; anything else goes through serde_json.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
 fn write_body(ctx: &Context<'_>, event_id: &str, raw: &str, events: &[MappedEvent]) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len() + 400 + events.len() * 140);
-    // Writing into a Vec cannot fail; the `let _` keeps the hot path free of error plumbing.
-    let json = |out: &mut Vec<u8>, s: &str| {
-        let _ = serde_json::to_writer(&mut *out, s);
-    };
+    let mut digits = itoa::Buffer::new();
+    let instance_id = digits.format(ctx.instance_id).as_bytes();
     out.extend_from_slice(b"{\"id\":");
-    json(&mut out, event_id);
-    let _ = write!(out, ",\"topic\":\"instance-{}-greenhouse-events\",\"createdDate\":", ctx.instance_id);
-    json(&mut out, ctx.accepted_at);
+    json_str(&mut out, event_id);
+    out.extend_from_slice(b",\"topic\":\"instance-");
+    out.extend_from_slice(instance_id);
+    out.extend_from_slice(b"-greenhouse-events\",\"createdDate\":");
+    json_str(&mut out, ctx.accepted_at);
     out.extend_from_slice(b",\"message\":{\"eventId\":");
-    json(&mut out, event_id);
-    let _ = write!(
-        out,
-        ",\"elementKey\":\"greenhouse\",\"instanceId\":{0},\"instance_id\":{0},\"instanceName\":",
-        ctx.instance_id
-    );
-    json(&mut out, ctx.instance_name);
-    out.extend_from_slice(b",\"instanceTags\":");
-    let _ = serde_json::to_writer(&mut out, ctx.instance_tags);
-    out.extend_from_slice(b",\"raw\":");
+    json_str(&mut out, event_id);
+    out.extend_from_slice(b",\"elementKey\":\"greenhouse\",\"instanceId\":");
+    out.extend_from_slice(instance_id);
+    out.extend_from_slice(b",\"instance_id\":");
+    out.extend_from_slice(instance_id);
+    out.extend_from_slice(b",\"instanceName\":");
+    json_str(&mut out, ctx.instance_name);
+    out.extend_from_slice(b",\"instanceTags\":[");
+    for (i, tag) in ctx.instance_tags.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json_str(&mut out, tag);
+    }
+    out.extend_from_slice(b"],\"raw\":");
     out.extend_from_slice(raw.as_bytes());
     out.extend_from_slice(b",\"events\":[");
     for (i, e) in events.iter().enumerate() {
@@ -118,15 +146,15 @@ fn write_body(ctx: &Context<'_>, event_id: &str, raw: &str, events: &[MappedEven
             out.push(b',');
         }
         out.extend_from_slice(b"{\"elementKey\":\"greenhouse\",\"objectType\":");
-        json(&mut out, &e.object_type);
+        json_str(&mut out, &e.object_type);
         if let Some(id) = &e.object_id {
             out.extend_from_slice(b",\"objectId\":");
-            json(&mut out, id);
+            json_str(&mut out, id);
         }
         out.extend_from_slice(b",\"eventType\":\"");
         out.extend_from_slice(e.event_type.as_str().as_bytes());
         out.extend_from_slice(b"\",\"date\":");
-        json(&mut out, ctx.accepted_at);
+        json_str(&mut out, ctx.accepted_at);
         out.push(b'}');
     }
     out.extend_from_slice(b"]}}");
@@ -141,9 +169,33 @@ fn hmac_base64(key: &[u8], parts: &[&[u8]]) -> String {
     BASE64.encode(mac.finalize().into_bytes())
 }
 
+/// `Elements-Webhook-Signature`: `sha256=` + base64 HMAC-SHA256 of the exact bytes sent (the
+/// Cloud Elements scheme). It depends only on the key and the bytes, like the notification.
+pub fn elements_signature(key: &[u8], body: &[u8]) -> String {
+    format!("sha256={}", hmac_base64(key, &[body]))
+}
+
+/// `webhook-signature` (Standard Webhooks): `v1,` + base64 HMAC-SHA256 of
+/// `<webhook-id>.<webhook-timestamp>.<body>`. It covers the attempt's timestamp, so it is
+/// computed per attempt.
+pub fn standard_signature(key: &[u8], event_id: &str, timestamp: &str, body: &[u8]) -> String {
+    format!(
+        "v1,{}",
+        hmac_base64(
+            key,
+            &[event_id.as_bytes(), b".", timestamp.as_bytes(), b".", body]
+        )
+    )
+}
+
 /// The headers of one attempt. `timestamp` is the attempt's unix time: Standard Webhooks
 /// receivers reject stale timestamps, which is the replay protection Cloud Elements lacked.
-pub fn headers(body: &[u8], event_id: &str, signature_key: Option<&[u8]>, timestamp: i64) -> Vec<(&'static str, String)> {
+pub fn headers(
+    body: &[u8],
+    event_id: &str,
+    signature_key: Option<&[u8]>,
+    timestamp: i64,
+) -> Vec<(&'static str, String)> {
     let mut h = vec![
         ("content-type", "application/json".to_owned()),
         ("user-agent", USER_AGENT.to_owned()),
@@ -151,11 +203,11 @@ pub fn headers(body: &[u8], event_id: &str, signature_key: Option<&[u8]>, timest
     ];
     if let Some(key) = signature_key {
         let ts = timestamp.to_string();
-        h.push(("elements-webhook-signature", format!("sha256={}", hmac_base64(key, &[body]))));
+        h.push(("elements-webhook-signature", elements_signature(key, body)));
         h.push(("webhook-id", event_id.to_owned()));
         h.push((
             "webhook-signature",
-            format!("v1,{}", hmac_base64(key, &[event_id.as_bytes(), b".", ts.as_bytes(), b".", body])),
+            standard_signature(key, event_id, &ts, body),
         ));
         h.push(("webhook-timestamp", ts));
     }
@@ -169,7 +221,12 @@ mod tests {
     use std::borrow::Cow;
 
     fn ctx<'a>(tags: &'a [String]) -> Context<'a> {
-        Context { instance_id: 476120, instance_name: "acme \"prod\"", instance_tags: tags, accepted_at: "2026-03-02T17:40:11Z" }
+        Context {
+            instance_id: 476120,
+            instance_name: "acme \"prod\"",
+            instance_tags: tags,
+            accepted_at: "2026-03-02T17:40:11Z",
+        }
     }
 
     #[test]
@@ -193,8 +250,13 @@ mod tests {
     #[test]
     fn body_is_the_documented_envelope() {
         let tags = vec!["acme".to_owned()];
-        let raw = r#"{"action":"hire_candidate","payload":{"n":123456789012345678901,"s":"\u003c\/"}}"#;
-        let events = vec![MappedEvent { object_type: Cow::Borrowed("applications"), object_id: Some("7".into()), event_type: EventType::Updated }];
+        let raw =
+            r#"{"action":"hire_candidate","payload":{"n":123456789012345678901,"s":"\u003c\/"}}"#;
+        let events = vec![MappedEvent {
+            object_type: Cow::Borrowed("applications"),
+            object_id: Some("7".into()),
+            event_type: EventType::Updated,
+        }];
         let n = build(&ctx(&tags), "gh:x", raw, &events);
         assert_eq!(n.len(), 1);
         let v: serde_json::Value = serde_json::from_slice(&n[0].body).unwrap();
@@ -217,17 +279,35 @@ mod tests {
         assert!(text.contains(raw));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn strings_are_written_as_serde_json_writes_them(s in "\\PC*|[\\x00-\\x7f]{0,12}") {
+            let mut out = vec![];
+            json_str(&mut out, &s);
+            proptest::prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap());
+        }
+    }
+
     #[test]
     fn big_deliveries_are_split_in_parts_of_twenty() {
         let tags = vec![];
         let events: Vec<MappedEvent> = (0..45)
-            .map(|i| MappedEvent { object_type: Cow::Borrowed("applications"), object_id: Some(i.to_string()), event_type: EventType::Deleted })
+            .map(|i| MappedEvent {
+                object_type: Cow::Borrowed("applications"),
+                object_id: Some(i.to_string()),
+                event_type: EventType::Deleted,
+            })
             .collect();
         let n = build(&ctx(&tags), "gh:x", "{}", &events);
         assert_eq!(n.iter().map(|n| n.part).collect::<Vec<_>>(), vec![0, 1, 2]);
         let counts: Vec<usize> = n
             .iter()
-            .map(|n| serde_json::from_slice::<serde_json::Value>(&n.body).unwrap()["message"]["events"].as_array().unwrap().len())
+            .map(|n| {
+                serde_json::from_slice::<serde_json::Value>(&n.body).unwrap()["message"]["events"]
+                    .as_array()
+                    .unwrap()
+                    .len()
+            })
             .collect();
         assert_eq!(counts, vec![20, 20, 5]);
     }
@@ -236,14 +316,25 @@ mod tests {
     fn signatures_follow_both_schemes() {
         let body = br#"{"id":"e"}"#;
         let h = headers(body, "e", Some(b"key"), 1_700_000_000);
-        let get = |n: &str| h.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()).unwrap();
+        let get = |n: &str| {
+            h.iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
         let mut mac = Hmac::<Sha256>::new_from_slice(b"key").unwrap();
         mac.update(body);
-        assert_eq!(get("elements-webhook-signature"), format!("sha256={}", BASE64.encode(mac.finalize().into_bytes())));
+        assert_eq!(
+            get("elements-webhook-signature"),
+            format!("sha256={}", BASE64.encode(mac.finalize().into_bytes()))
+        );
         let mut mac = Hmac::<Sha256>::new_from_slice(b"key").unwrap();
         mac.update(b"e.1700000000.");
         mac.update(body);
-        assert_eq!(get("webhook-signature"), format!("v1,{}", BASE64.encode(mac.finalize().into_bytes())));
+        assert_eq!(
+            get("webhook-signature"),
+            format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
+        );
         assert_eq!(get("webhook-timestamp"), "1700000000");
         assert_eq!(get("webhook-id"), "e");
         assert_eq!(get("elements-webhook-id"), "e");

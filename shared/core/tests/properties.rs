@@ -18,7 +18,12 @@ fn instance() -> Instance {
             name: "p".into(),
             tags: vec![],
             configuration: Default::default(),
-            settings: Settings { events_enabled: true, callback_url: None, signature_key: None, vendor_keys: vec![KEY.into()] },
+            settings: Settings {
+                events_enabled: true,
+                callback_url: None,
+                signature_key: None,
+                vendor_keys: vec![KEY.into()],
+            },
         },
         token_hash: String::new(),
         created_at_ms: 0,
@@ -78,11 +83,25 @@ fn raw_of(notification: &[u8]) -> String {
         #[serde(borrow)]
         raw: &'a RawValue,
     }
-    serde_json::from_slice::<Outer>(notification).unwrap().message.raw.get().to_owned()
+    serde_json::from_slice::<Outer>(notification)
+        .unwrap()
+        .message
+        .raw
+        .get()
+        .to_owned()
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn timestamps_are_rfc3339_as_time_writes_them(secs in -62_167_219_200i64..253_402_300_800i64, ms in 0i64..1000) {
+        let t = time::OffsetDateTime::from_unix_timestamp(secs).unwrap();
+        let expected = t.format(&time::format_description::well_known::Rfc3339).unwrap();
+        let got = relay_core::ports::rfc3339(secs * 1000 + ms);
+        prop_assert_eq!(&got, &expected);
+        prop_assert_eq!(relay_core::ports::parse_rfc3339(&got), Some(secs * 1000));
+    }
 
     #[test]
     fn signature_round_trip(key in prop::collection::vec(any::<u8>(), 0..80), body in prop::collection::vec(any::<u8>(), 0..600), flip in any::<prop::sample::Index>()) {
