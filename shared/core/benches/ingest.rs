@@ -125,6 +125,8 @@ fn main() {
         .warm_up_time(std::time::Duration::from_millis(300))
         .measurement_time(std::time::Duration::from_millis(800))
         .sample_size(30)
+        .without_plots()
+        .nresamples(20_000)
         .configure_from_args();
     for (name, body, sig) in &fixtures {
         let Ok(Prepared::Notifications { notifications, .. }) =

@@ -113,18 +113,26 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
+/// Writes a string this module generated (UUID-shaped ids, RFC 3339 dates): nothing to escape.
+fn json_plain(out: &mut Vec<u8>, s: &str) {
+    debug_assert!(s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b':' | b'+')));
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
 fn write_body(ctx: &Context<'_>, event_id: &str, raw: &str, events: &[MappedEvent]) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len() + 400 + events.len() * 140);
     let mut digits = itoa::Buffer::new();
     let instance_id = digits.format(ctx.instance_id).as_bytes();
     out.extend_from_slice(b"{\"id\":");
-    json_str(&mut out, event_id);
+    json_plain(&mut out, event_id);
     out.extend_from_slice(b",\"topic\":\"instance-");
     out.extend_from_slice(instance_id);
     out.extend_from_slice(b"-greenhouse-events\",\"createdDate\":");
-    json_str(&mut out, ctx.accepted_at);
+    json_plain(&mut out, ctx.accepted_at);
     out.extend_from_slice(b",\"message\":{\"eventId\":");
-    json_str(&mut out, event_id);
+    json_plain(&mut out, event_id);
     out.extend_from_slice(b",\"elementKey\":\"greenhouse\",\"instanceId\":");
     out.extend_from_slice(instance_id);
     out.extend_from_slice(b",\"instance_id\":");
@@ -154,7 +162,7 @@ fn write_body(ctx: &Context<'_>, event_id: &str, raw: &str, events: &[MappedEven
         out.extend_from_slice(b",\"eventType\":\"");
         out.extend_from_slice(e.event_type.as_str().as_bytes());
         out.extend_from_slice(b"\",\"date\":");
-        json_str(&mut out, ctx.accepted_at);
+        json_plain(&mut out, ctx.accepted_at);
         out.push(b'}');
     }
     out.extend_from_slice(b"]}}");
