@@ -13,7 +13,7 @@ use relay_callback::HttpCallback;
 async fn main() -> Result<(), Error> {
     lambda::init_tracing();
     let env = Env::from_env()?;
-    let store = lambda::store(&env).await;
+    let store = lambda::store(&env).await?;
     let callback = HttpCallback::new(env.policy.clone(), env.attempt_timeout)?;
     // Delivering is this function's work: pay for the TLS setup during init, not on the first event.
     callback.warm()?;

@@ -87,7 +87,7 @@ pub fn init_tracing() {
 pub async fn run_http() -> Result<(), lambda_http::Error> {
     init_tracing();
     let env = Env::from_env()?;
-    let store = store(&env).await;
+    let store = store(&env).await?;
     let callback = Arc::new(relay_callback::HttpCallback::new(
         env.policy.clone(),
         env.attempt_timeout,
@@ -100,17 +100,38 @@ pub async fn run_http() -> Result<(), lambda_http::Error> {
     .await
 }
 
+/// The SDK configuration of a function, on the compiled-in-roots HTTPS client
+/// ([`crate::http`]). Lambda always hands a function its role's credentials and its region in
+/// environment variables, so when they are there the configuration is built from them alone:
+/// the default chains would also construct the instance-metadata, container, SSO and
+/// web-identity providers on every cold start, only to consult the environment first anyway.
+/// Without them (a laptop, a test) it is the default chain.
+pub async fn sdk_config() -> Result<aws_config::SdkConfig, String> {
+    let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+    let http = crate::http::SdkHttpClient::from_env()?;
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
+    if set("AWS_ACCESS_KEY_ID") && set("AWS_SECRET_ACCESS_KEY") {
+        loader = loader.credentials_provider(
+            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+        );
+    }
+    if set("AWS_REGION") || set("AWS_DEFAULT_REGION") {
+        loader = loader.region(aws_config::environment::EnvironmentVariableRegionProvider::new());
+    }
+    Ok(loader.load().await)
+}
+
 /// The AWS clients, from the standard environment (`AWS_ENDPOINT_URL` points them at an
 /// emulator in tests).
-pub async fn store(env: &Env) -> DynamoStore {
-    let conf = aws_config::load_from_env().await;
+pub async fn store(env: &Env) -> Result<DynamoStore, String> {
+    let conf = sdk_config().await?;
     let dynamo = aws_sdk_dynamodb::Client::new(&conf);
     let sqs = aws_sdk_sqs::Client::new(&conf);
-    DynamoStore::new(
+    Ok(DynamoStore::new(
         dynamo,
         env.table_name.clone(),
         Queue::new(sqs, env.queue_url.clone()),
-    )
+    ))
 }
 
 pub fn api(env: &Env, store: DynamoStore, callback: Arc<dyn Callback>) -> Api {

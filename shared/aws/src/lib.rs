@@ -2,6 +2,7 @@
 //! plus the Lambda glue the three functions share. AWS SDK crates live here and only here.
 
 pub mod dynamo;
+pub mod http;
 pub mod lambda;
 pub mod queue;
 

@@ -115,7 +115,10 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
 
 /// Writes a string this module generated (UUID-shaped ids, RFC 3339 dates): nothing to escape.
 fn json_plain(out: &mut Vec<u8>, s: &str) {
-    debug_assert!(s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b':' | b'+')));
+    debug_assert!(
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b':' | b'+'))
+    );
     out.push(b'"');
     out.extend_from_slice(s.as_bytes());
     out.push(b'"');

@@ -26,7 +26,10 @@ pub fn endpoint() -> String {
 }
 
 pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    // The functions' HTTP client (compiled-in roots), so every test goes through it.
+    let http = relay_aws::http::SdkHttpClient::from_env().expect("TLS configuration");
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http)
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(

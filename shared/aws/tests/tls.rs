@@ -1,0 +1,182 @@
+//! The SDK HTTP client of the functions (`relay_aws::http`) against real TLS servers on
+//! loopback: it refuses a certificate no trusted root vouches for, accepts one whose root is
+//! added, keeps the SDK's timeouts and classifies failures as the SDK's retry strategy expects.
+//! (Plain HTTP through the same client is what every moto-backed test in `runtime.rs` uses.)
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorSettings};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use relay_aws::http::SdkHttpClient;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A self-signed certificate for `localhost`, and a TLS server with it that answers every
+/// request with `200 hello` (or, with `answer == false`, accepts and never answers).
+async fn server(answer: bool) -> (u16, CertificateDer<'static>) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let der = cert.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![der.clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut buf = vec![0u8; 4096];
+                let mut seen = vec![];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if !answer {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    return;
+                }
+                let _ = tls
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
+                    .await;
+                let _ = tls.flush().await;
+            });
+        }
+    });
+    (port, der)
+}
+
+fn settings(read_timeout: Option<Duration>) -> HttpConnectorSettings {
+    let mut b = HttpConnectorSettings::builder().connect_timeout(Duration::from_secs(3));
+    if let Some(t) = read_timeout {
+        b = b.read_timeout(t);
+    }
+    b.build()
+}
+
+#[tokio::test]
+async fn a_certificate_no_trusted_root_vouches_for_is_refused() {
+    let (port, _) = server(true).await;
+    let client = SdkHttpClient::with_extra_roots(vec![]).unwrap();
+    let conn = client.connector_for(&settings(None));
+    let err = conn
+        .call(HttpRequest::get(format!("https://localhost:{port}/")).unwrap())
+        .await
+        .unwrap_err();
+    let text = format!("{err:?}");
+    assert!(
+        text.to_lowercase().contains("certificate"),
+        "not a certificate error: {text}"
+    );
+    assert!(!err.is_timeout());
+}
+
+#[tokio::test]
+async fn an_added_root_is_trusted_and_the_response_comes_back() {
+    let (port, der) = server(true).await;
+    let client = SdkHttpClient::with_extra_roots(vec![der]).unwrap();
+    let conn = client.connector_for(&settings(None));
+    let resp = conn
+        .call(HttpRequest::get(format!("https://localhost:{port}/")).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&body[..], b"hello");
+    // The same settings give the same connector (one pool per setting, as the SDK expects).
+    let again = client.connector_for(&settings(None));
+    let resp = again
+        .call(HttpRequest::get(format!("https://localhost:{port}/")).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn the_bundle_named_by_aws_ca_bundle_is_trusted() {
+    let (port, der) = server(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bundle.pem");
+    std::fs::write(&path, pem_of(&der)).unwrap();
+    // SAFETY: only this test in this binary touches AWS_CA_BUNDLE.
+    unsafe { std::env::set_var("AWS_CA_BUNDLE", &path) };
+    let client = SdkHttpClient::from_env();
+    unsafe { std::env::remove_var("AWS_CA_BUNDLE") };
+    let conn = client.unwrap().connector_for(&settings(None));
+    let resp = conn
+        .call(HttpRequest::get(format!("https://localhost:{port}/")).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+
+    std::fs::write(&path, "not a certificate").unwrap();
+    unsafe { std::env::set_var("AWS_CA_BUNDLE", &path) };
+    let client = SdkHttpClient::from_env();
+    unsafe { std::env::remove_var("AWS_CA_BUNDLE") };
+    assert!(client.is_ok(), "a file without certificates adds none");
+    unsafe { std::env::set_var("AWS_CA_BUNDLE", dir.path().join("missing.pem")) };
+    let client = SdkHttpClient::from_env();
+    unsafe { std::env::remove_var("AWS_CA_BUNDLE") };
+    assert!(client.unwrap_err().contains("AWS_CA_BUNDLE"));
+}
+
+fn pem_of(der: &CertificateDer<'_>) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
+}
+
+#[tokio::test]
+async fn a_silent_server_is_a_read_timeout() {
+    let (port, der) = server(false).await;
+    let client = SdkHttpClient::with_extra_roots(vec![der]).unwrap();
+    let conn = client.connector_for(&settings(Some(Duration::from_millis(300))));
+    let started = Instant::now();
+    let err = conn
+        .call(HttpRequest::get(format!("https://localhost:{port}/")).unwrap())
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_an_io_error_the_sdk_retries() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let client = SdkHttpClient::with_extra_roots(vec![]).unwrap();
+    let conn = client.connector_for(&settings(None));
+    let err = conn
+        .call(HttpRequest::get(format!("http://127.0.0.1:{port}/")).unwrap())
+        .await
+        .unwrap_err();
+    assert!(err.is_io(), "{err:?}");
+}
