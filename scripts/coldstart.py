@@ -29,12 +29,15 @@ class RuntimeApi(BaseHTTPRequestHandler):
 server = ThreadingHTTPServer(("127.0.0.1", 0), RuntimeApi)
 server.daemon_threads = True
 threading.Thread(target=server.serve_forever, daemon=True).start()
-env = dict(os.environ,
+# The environment Lambda gives a provided.al2023 function, not this shell's: a developer machine
+# often sets SSL_CERT_FILE, AWS_CA_BUNDLE and the like, which change what the binaries load.
+env = dict(PATH="/usr/local/bin:/usr/bin:/bin", LANG="en_US.UTF-8", TZ=":UTC",
+           LAMBDA_TASK_ROOT="/var/task", LAMBDA_RUNTIME_DIR="/var/runtime", _HANDLER="bootstrap",
            AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{server.server_address[1]}",
            AWS_LAMBDA_FUNCTION_NAME="coldstart", AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
            AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256", AWS_LAMBDA_LOG_GROUP_NAME="/aws/lambda/coldstart",
            AWS_LAMBDA_LOG_STREAM_NAME="stream", AWS_REGION="us-east-1", AWS_ACCESS_KEY_ID="test",
-           AWS_SECRET_ACCESS_KEY="test", TABLE_NAME="t", QUEUE_URL="http://127.0.0.1:1/123456789012/q",
+           AWS_SECRET_ACCESS_KEY="test", AWS_SESSION_TOKEN="test", TABLE_NAME="t", QUEUE_URL="http://127.0.0.1:1/123456789012/q",
            ADMIN_USER_SECRET="u", ADMIN_ORG_SECRET="o", RUST_LOG="warn")
 times = {b: [] for b in args.bins}
 for _ in range(args.n):

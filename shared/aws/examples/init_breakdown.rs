@@ -1,5 +1,6 @@
 //! Where the ingest function's init time goes: each step of `run_http` before the first `next`,
-//! timed from the start of `main`. Run with the environment of `scripts/coldstart.py`.
+//! timed from the start of `main`. Run it with the environment of `scripts/coldstart.py` (a clean
+//! one: `env -i`, or this machine's SSL_CERT_FILE/AWS_CA_BUNDLE change what is loaded).
 //! `init_breakdown default` loads the SDK configuration as `aws_config::load_from_env` does;
 //! `init_breakdown lambda` as `relay_aws::lambda::sdk_config` does (what the functions use).
 use std::time::Instant;
@@ -18,6 +19,9 @@ fn main() {
         step("tracing");
         let env = relay_aws::lambda::Env::from_env().unwrap();
         step("env");
+        let http = relay_aws::http::SdkHttpClient::from_env().unwrap();
+        step("SdkHttpClient::from_env (alone)");
+        std::hint::black_box(http);
         let conf = match mode.as_str() {
             "default" => aws_config::load_from_env().await,
             _ => relay_aws::lambda::sdk_config().await.unwrap(),
