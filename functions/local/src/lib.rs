@@ -52,11 +52,7 @@ impl std::fmt::Debug for Config {
 
 impl Config {
     /// Defaults for a laptop: loopback callbacks (and plain http to them) allowed.
-    pub fn local(
-        database_path: PathBuf,
-        admin_user_secret: String,
-        admin_org_secret: String,
-    ) -> Self {
+    pub fn local(database_path: PathBuf, admin_user_secret: String, admin_org_secret: String) -> Self {
         Config {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
             database_path,
@@ -104,8 +100,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
     if config.admin_user_secret.is_empty() || config.admin_org_secret.is_empty() {
         return Err("ADMIN_USER_SECRET and ADMIN_ORG_SECRET must both be set".into());
     }
-    let store = SqliteStore::open(&config.database_path)
-        .map_err(|e| format!("database {}: {e}", config.database_path.display()))?;
+    let store = SqliteStore::open(&config.database_path).map_err(|e| format!("database {}: {e}", config.database_path.display()))?;
     let callback = HttpCallback::new(config.policy.clone(), config.attempt_timeout)?;
     callback.warm()?;
     let callback = Arc::new(callback);
@@ -114,10 +109,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen_addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let public_base_url = config
-        .public_base_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+    let public_base_url = config.public_base_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let api = Api {
         instances: Arc::new(store.clone()),
         events: Arc::new(store.clone()),
@@ -131,16 +123,9 @@ pub async fn start(config: Config) -> Result<Running, String> {
         }),
     };
     let (shutdown, rx) = watch::channel(false);
-    let worker = Worker {
-        store,
-        callback,
-        clock,
-        config: config.worker,
-    };
+    let worker = Worker { store, callback, clock, config: config.worker };
     let worker = tokio::spawn(worker.run(rx.clone()));
-    let app = axum::Router::new()
-        .fallback(handle)
-        .with_state(Arc::new(api));
+    let app = axum::Router::new().fallback(handle).with_state(Arc::new(api));
     let mut server_rx = rx;
     let server = tokio::spawn(async move {
         let stop = async move {
@@ -150,21 +135,12 @@ pub async fn start(config: Config) -> Result<Running, String> {
                 }
             }
         };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
             tracing::error!(error = %e, "server stopped");
         }
     });
     tracing::info!(%addr, public_base_url, "listening");
-    Ok(Running {
-        addr,
-        public_base_url,
-        shutdown,
-        server,
-        worker,
-    })
+    Ok(Running { addr, public_base_url, shutdown, server, worker })
 }
 
 async fn handle(State(api): State<Arc<Api>>, req: Request<Body>) -> Response<Body> {
@@ -172,33 +148,19 @@ async fn handle(State(api): State<Arc<Api>>, req: Request<Body>) -> Response<Bod
     let (parts, body) = req.into_parts();
     let bytes: Bytes = match axum::body::to_bytes(body, READ_LIMIT).await {
         Ok(b) if b.len() <= MAX_BODY_BYTES => b,
-        Ok(_) => {
-            return ApiError::TooLarge
-                .into_response(&request_id)
-                .map(Body::from);
-        }
+        Ok(_) => return ApiError::TooLarge.into_response(&request_id).map(Body::from),
         Err(e) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
             if too_large {
-                return ApiError::TooLarge
-                    .into_response(&request_id)
-                    .map(Body::from);
+                return ApiError::TooLarge.into_response(&request_id).map(Body::from);
             }
-            return ApiError::BadRequest(format!("could not read the request body: {e}"))
-                .into_response(&request_id)
-                .map(Body::from);
+            return ApiError::BadRequest(format!("could not read the request body: {e}")).into_response(&request_id).map(Body::from);
         }
     };
-    api.handle(Request::from_parts(parts, bytes), &request_id)
-        .await
-        .map(Body::from)
+    api.handle(Request::from_parts(parts, bytes), &request_id).await.map(Body::from)
 }
 
 /// Turns a delivery time scale into the worker settings (tests shrink hours to milliseconds).
 pub fn scaled(worker: WorkerConfig, time_scale: f64) -> WorkerConfig {
-    WorkerConfig {
-        delivery: DeliveryConfig { time_scale },
-        ..worker
-    }
+    WorkerConfig { delivery: DeliveryConfig { time_scale }, ..worker }
 }

@@ -10,10 +10,7 @@ use relay_core::network::NetworkPolicy;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(
-    version,
-    about = "Greenhouse webhooks in, signed Cloud Elements notifications out"
-)]
+#[command(version, about = "Greenhouse webhooks in, signed Cloud Elements notifications out")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,22 +26,14 @@ enum Command {
 struct Serve {
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:3000")]
     listen_addr: SocketAddr,
-    #[arg(
-        long,
-        env = "DATABASE_PATH",
-        default_value = "data/greenhouse-relay.db"
-    )]
+    #[arg(long, env = "DATABASE_PATH", default_value = "data/greenhouse-relay.db")]
     database_path: PathBuf,
     #[arg(long, env = "ADMIN_USER_SECRET", hide_env_values = true)]
     admin_user_secret: String,
     #[arg(long, env = "ADMIN_ORG_SECRET", hide_env_values = true)]
     admin_org_secret: String,
     /// Networks callbacks may reach although they are private/loopback (comma-separated CIDRs).
-    #[arg(
-        long,
-        env = "CALLBACK_ALLOW_NETS",
-        default_value = "127.0.0.0/8,::1/128"
-    )]
+    #[arg(long, env = "CALLBACK_ALLOW_NETS", default_value = "127.0.0.0/8,::1/128")]
     callback_allow_nets: String,
     /// Allow plain http callbacks to the allow-listed networks.
     #[arg(long, env = "CALLBACK_ALLOW_HTTP", default_value_t = true, action = clap::ArgAction::Set)]
@@ -75,11 +64,7 @@ fn main() -> std::process::ExitCode {
     if args.log_format == "text" {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     } else {
-        tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_env_filter(filter)
-            .init();
+        tracing_subscriber::fmt().json().flatten_event(true).with_env_filter(filter).init();
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -99,19 +84,11 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn serve(args: Serve) -> Result<(), String> {
-    let allow = NetworkPolicy::parse_allow_list(&args.callback_allow_nets)
-        .map_err(|e| format!("CALLBACK_ALLOW_NETS: {e}"))?;
-    let mut config = Config::local(
-        args.database_path,
-        args.admin_user_secret,
-        args.admin_org_secret,
-    );
+    let allow = NetworkPolicy::parse_allow_list(&args.callback_allow_nets).map_err(|e| format!("CALLBACK_ALLOW_NETS: {e}"))?;
+    let mut config = Config::local(args.database_path, args.admin_user_secret, args.admin_org_secret);
     config.listen_addr = args.listen_addr;
     config.public_base_url = args.public_base_url;
-    config.policy = NetworkPolicy {
-        allow,
-        allow_http_to_allowed_nets: args.callback_allow_http,
-    };
+    config.policy = NetworkPolicy { allow, allow_http_to_allowed_nets: args.callback_allow_http };
     config.worker.concurrency = args.delivery_concurrency;
     config.worker.retention = Duration::from_secs(args.event_retention_days * 24 * 3600);
     config.worker = scaled(config.worker, args.delivery_time_scale);
@@ -133,14 +110,13 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -41,11 +41,7 @@ async fn kill_9_under_load_loses_no_accepted_webhook() {
     const TOTAL: usize = 4000;
     const KILL_AFTER: usize = 1500;
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let base = format!("http://127.0.0.1:{port}");
     let rx = Receiver::start().await;
     let http = reqwest::Client::new();
@@ -55,13 +51,7 @@ async fn kill_9_under_load_loses_no_accepted_webhook() {
     let body = json!({"element": {"key": "greenhouse"}, "name": "crash", "configuration": {
         "event.notification.callback.url": rx.url(), "event.notification.signature.key": SIGNING_KEY,
         "event.vendor.signature.key": VENDOR_KEY}});
-    let resp = http
-        .post(format!("{base}/instances"))
-        .header("authorization", admin())
-        .json_body(&body)
-        .send()
-        .await
-        .unwrap();
+    let resp = http.post(format!("{base}/instances")).header("authorization", admin()).json_body(&body).send().await.unwrap();
     let inst: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
     let id = inst["id"].as_i64().unwrap();
 
@@ -78,14 +68,10 @@ async fn kill_9_under_load_loses_no_accepted_webhook() {
                 if i >= TOTAL {
                     break;
                 }
-                let body =
-                    format!(r#"{{"action":"job_created","payload":{{"job":{{"id":{i}}}}}}}"#);
+                let body = format!(r#"{{"action":"job_created","payload":{{"job":{{"id":{i}}}}}}}"#);
                 let sent = http
                     .post(&url)
-                    .header(
-                        "signature",
-                        greenhouse_signature(VENDOR_KEY, body.as_bytes()),
-                    )
+                    .header("signature", greenhouse_signature(VENDOR_KEY, body.as_bytes()))
                     .header("greenhouse-event-id", format!("crash-{i}"))
                     .body(body)
                     .send()
@@ -94,25 +80,16 @@ async fn kill_9_under_load_loses_no_accepted_webhook() {
                 if resp.status() != 200 {
                     continue;
                 }
-                let Ok(bytes) = resp.bytes().await else {
-                    continue;
-                };
+                let Ok(bytes) = resp.bytes().await else { continue };
                 let v: Value = serde_json::from_slice(&bytes).unwrap();
-                accepted
-                    .lock()
-                    .await
-                    .insert(v["eventId"].as_str().unwrap().to_owned());
+                accepted.lock().await.insert(v["eventId"].as_str().unwrap().to_owned());
                 ok.fetch_add(1, Ordering::SeqCst);
             }
         }));
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     while ok.load(Ordering::SeqCst) < KILL_AFTER {
-        assert!(
-            Instant::now() < deadline,
-            "load too slow: {} accepted",
-            ok.load(Ordering::SeqCst)
-        );
+        assert!(Instant::now() < deadline, "load too slow: {} accepted", ok.load(Ordering::SeqCst));
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     child.kill().unwrap(); // SIGKILL: no shutdown path runs
@@ -127,11 +104,7 @@ async fn kill_9_under_load_loses_no_accepted_webhook() {
     wait_ready(&http, &base).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     let missing = loop {
-        let got: HashSet<String> = rx
-            .received()
-            .iter()
-            .map(|r| r.header("webhook-id"))
-            .collect();
+        let got: HashSet<String> = rx.received().iter().map(|r| r.header("webhook-id")).collect();
         let missing: Vec<&String> = accepted.iter().filter(|id| !got.contains(*id)).collect();
         if missing.is_empty() || Instant::now() > deadline {
             break missing.len();
@@ -141,12 +114,7 @@ async fn kill_9_under_load_loses_no_accepted_webhook() {
     let received = rx.received();
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(
-        missing,
-        0,
-        "{missing} of {} accepted webhooks never arrived",
-        accepted.len()
-    );
+    assert_eq!(missing, 0, "{missing} of {} accepted webhooks never arrived", accepted.len());
     // Whatever arrived twice carried the same eventId and body: receivers can drop it.
     let mut by_id = std::collections::HashMap::<String, Vec<u8>>::new();
     for r in &received {
@@ -155,12 +123,7 @@ async fn kill_9_under_load_loses_no_accepted_webhook() {
             assert_eq!(prev, r.body);
         }
     }
-    println!(
-        "accepted {} before kill -9, received {} notifications ({} distinct)",
-        accepted.len(),
-        received.len(),
-        by_id.len()
-    );
+    println!("accepted {} before kill -9, received {} notifications ({} distinct)", accepted.len(), received.len(), by_id.len());
 }
 
 trait JsonBodyExt {
@@ -169,37 +132,23 @@ trait JsonBodyExt {
 
 impl JsonBodyExt for reqwest::RequestBuilder {
     fn json_body(self, v: &Value) -> Self {
-        self.header("content-type", "application/json")
-            .body(serde_json::to_vec(v).unwrap())
+        self.header("content-type", "application/json").body(serde_json::to_vec(v).unwrap())
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_the_delivery_in_flight() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let base = format!("http://127.0.0.1:{port}");
     let rx = Receiver::start().await;
-    rx.script([Reply {
-        delay: Duration::from_millis(1500),
-        ..Reply::status(200)
-    }]);
+    rx.script([Reply { delay: Duration::from_millis(1500), ..Reply::status(200) }]);
     let http = reqwest::Client::new();
     let mut child = spawn(dir.path(), port);
     wait_ready(&http, &base).await;
     let body = json!({"element": {"key": "greenhouse"}, "name": "term", "configuration": {
         "event.notification.callback.url": rx.url(), "event.vendor.signature.key": VENDOR_KEY}});
-    let resp = http
-        .post(format!("{base}/instances"))
-        .header("authorization", admin())
-        .json_body(&body)
-        .send()
-        .await
-        .unwrap();
+    let resp = http.post(format!("{base}/instances")).header("authorization", admin()).json_body(&body).send().await.unwrap();
     let inst: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
     let id = inst["id"].as_i64().unwrap();
     let hook = br#"{"action":"job_created","payload":{"job":{"id":1}}}"#;
@@ -212,41 +161,23 @@ async fn sigterm_finishes_the_delivery_in_flight() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     rx.wait_for(1, Duration::from_secs(20)).await; // the receiver is now holding the request
-    let term = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
+    let term = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
     assert!(term.success());
     let started = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(25),
-            "no exit after SIGTERM"
-        );
+        assert!(started.elapsed() < Duration::from_secs(25), "no exit after SIGTERM");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(status.success(), "{status:?}");
-    assert!(
-        started.elapsed() >= Duration::from_millis(800),
-        "exited before the delivery finished"
-    );
+    assert!(started.elapsed() >= Duration::from_millis(800), "exited before the delivery finished");
     // After a restart the notification is recorded as delivered, and not sent again.
     let mut child = spawn(dir.path(), port);
     wait_ready(&http, &base).await;
     let events: Value = serde_json::from_slice(
-        &http
-            .get(format!("{base}/instances/{id}/events"))
-            .header("authorization", admin())
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
+        &http.get(format!("{base}/instances/{id}/events")).header("authorization", admin()).send().await.unwrap().bytes().await.unwrap(),
     )
     .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -25,26 +25,18 @@ async fn a_fixture_is_delivered_once_signed_with_both_schemes() {
     let server = Server::start(config(dir.path(), 1.0)).await;
     let inst = server.create_instance(&rx.url(), json!({})).await;
     let body = fixture("hire_candidate.json");
-    let (status, resp) = server
-        .webhook(id_of(&inst), &body, VENDOR_KEY, Some("gh-1"))
-        .await;
+    let (status, resp) = server.webhook(id_of(&inst), &body, VENDOR_KEY, Some("gh-1")).await;
     assert_eq!(status, 200, "{resp}");
     let got = rx.wait_for(1, WAIT).await;
     let n = &got[0];
     assert_signed(n, SIGNING_KEY);
     let v = n.json();
     assert_eq!(v["message"]["eventId"], resp["eventId"]);
-    assert_eq!(
-        v["message"]["raw"],
-        serde_json::from_slice::<Value>(&body).unwrap()
-    );
+    assert_eq!(v["message"]["raw"], serde_json::from_slice::<Value>(&body).unwrap());
     assert_eq!(v["message"]["instanceId"], inst["id"]);
     assert_eq!(v["message"]["instanceName"], "acme-prod");
     assert_eq!(v["message"]["instanceTags"], json!(["acme"]));
-    assert_eq!(
-        v["topic"],
-        format!("instance-{}-greenhouse-events", inst["id"])
-    );
+    assert_eq!(v["topic"], format!("instance-{}-greenhouse-events", inst["id"]));
     assert_eq!(v["message"]["events"][0]["objectType"], "applications");
     assert_eq!(v["message"]["events"][0]["eventType"], "UPDATED");
     assert_eq!(n.header("content-type"), "application/json");
@@ -52,14 +44,7 @@ async fn a_fixture_is_delivered_once_signed_with_both_schemes() {
     // The exact bytes Greenhouse sent are inside the notification (escapes kept).
     let text = String::from_utf8(n.body.clone()).unwrap();
     assert!(text.contains(std::str::from_utf8(&body).unwrap().trim()));
-    let e = server
-        .wait_status(
-            id_of(&inst),
-            resp["eventId"].as_str().unwrap(),
-            "delivered",
-            WAIT,
-        )
-        .await;
+    let e = server.wait_status(id_of(&inst), resp["eventId"].as_str().unwrap(), "delivered", WAIT).await;
     assert_eq!(e["attempts"][0]["statusCode"], 200);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(rx.received().len(), 1);
@@ -73,12 +58,8 @@ async fn a_repeated_greenhouse_event_id_is_queued_once_with_the_same_event_id() 
     let server = Server::start(config(dir.path(), 1.0)).await;
     let inst = server.create_instance(&rx.url(), json!({})).await;
     let body = br#"{"action":"update_candidate","payload":{"candidate":{"id":1}}}"#;
-    let (s1, r1) = server
-        .webhook(id_of(&inst), body, VENDOR_KEY, Some("same"))
-        .await;
-    let (s2, r2) = server
-        .webhook(id_of(&inst), body, VENDOR_KEY, Some("same"))
-        .await;
+    let (s1, r1) = server.webhook(id_of(&inst), body, VENDOR_KEY, Some("same")).await;
+    let (s2, r2) = server.webhook(id_of(&inst), body, VENDOR_KEY, Some("same")).await;
     assert_eq!((s1, s2), (200, 200));
     assert_eq!(r1["eventId"], r2["eventId"]);
     assert_eq!(r2["duplicate"], true);
@@ -98,44 +79,19 @@ async fn a_repeated_greenhouse_event_id_is_queued_once_with_the_same_event_id() 
 async fn a_failing_receiver_gets_retries_until_it_answers_2xx() {
     let dir = tmp();
     let rx = Receiver::start().await;
-    rx.script([
-        Reply {
-            body: "x".repeat(10_000),
-            ..Reply::status(500)
-        },
-        Reply::status(503),
-        Reply::status(202),
-    ]);
+    rx.script([Reply { body: "x".repeat(10_000), ..Reply::status(500) }, Reply::status(503), Reply::status(202)]);
     let server = Server::start(config(dir.path(), 0.01)).await;
     let inst = server.create_instance(&rx.url(), json!({})).await;
-    let (_, r) = server
-        .webhook(
-            id_of(&inst),
-            &fixture("job_created.json"),
-            VENDOR_KEY,
-            Some("r1"),
-        )
-        .await;
+    let (_, r) = server.webhook(id_of(&inst), &fixture("job_created.json"), VENDOR_KEY, Some("r1")).await;
     let event_id = r["eventId"].as_str().unwrap();
-    let e = server
-        .wait_status(id_of(&inst), event_id, "delivered", WAIT)
-        .await;
-    let codes: Vec<Value> = e["attempts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["statusCode"].clone())
-        .collect();
+    let e = server.wait_status(id_of(&inst), event_id, "delivered", WAIT).await;
+    let codes: Vec<Value> = e["attempts"].as_array().unwrap().iter().map(|a| a["statusCode"].clone()).collect();
     assert_eq!(codes, vec![json!(500), json!(503), json!(202)]);
     // The log keeps the first 4 KiB of a response body.
-    assert_eq!(
-        e["attempts"][0]["responseBody"].as_str().unwrap().len(),
-        4096
-    );
+    assert_eq!(e["attempts"][0]["responseBody"].as_str().unwrap().len(), 4096);
     let got = rx.received();
     assert_eq!(got.len(), 3);
-    let ids: std::collections::HashSet<String> =
-        got.iter().map(|r| r.header("webhook-id")).collect();
+    let ids: std::collections::HashSet<String> = got.iter().map(|r| r.header("webhook-id")).collect();
     assert_eq!(ids.len(), 1, "every attempt carries the same eventId");
     // 5 s and 5 min, scaled by 0.01, with ±20 % jitter.
     let gap1 = got[1].at - got[0].at;
@@ -149,48 +105,17 @@ async fn a_failing_receiver_gets_retries_until_it_answers_2xx() {
 async fn a_429_waits_at_least_the_floor_and_honours_retry_after() {
     let dir = tmp();
     let rx = Receiver::start().await;
-    rx.script([
-        Reply {
-            retry_after: Some("100".into()),
-            ..Reply::status(429)
-        },
-        Reply {
-            retry_after: Some("1".into()),
-            ..Reply::status(503)
-        },
-    ]);
+    rx.script([Reply { retry_after: Some("100".into()), ..Reply::status(429) }, Reply { retry_after: Some("1".into()), ..Reply::status(503) }]);
     let server = Server::start(config(dir.path(), 0.001)).await;
     let inst = server.create_instance(&rx.url(), json!({})).await;
-    let (_, r) = server
-        .webhook(
-            id_of(&inst),
-            &fixture("job_created.json"),
-            VENDOR_KEY,
-            Some("ra"),
-        )
-        .await;
-    server
-        .wait_status(
-            id_of(&inst),
-            r["eventId"].as_str().unwrap(),
-            "delivered",
-            WAIT,
-        )
-        .await;
+    let (_, r) = server.webhook(id_of(&inst), &fixture("job_created.json"), VENDOR_KEY, Some("ra")).await;
+    server.wait_status(id_of(&inst), r["eventId"].as_str().unwrap(), "delivered", WAIT).await;
     let got = rx.received();
     assert_eq!(got.len(), 3);
     // Retry-After 100 s lies within [60 s floor, 120 s]: 100 ms at this scale.
-    assert!(
-        got[1].at - got[0].at >= Duration::from_millis(95),
-        "{:?}",
-        got[1].at - got[0].at
-    );
+    assert!(got[1].at - got[0].at >= Duration::from_millis(95), "{:?}", got[1].at - got[0].at);
     // Retry-After 1 s is below the 5 min step: clamped up to the step (300 ms, -20 % jitter).
-    assert!(
-        got[2].at - got[1].at >= Duration::from_millis(235),
-        "{:?}",
-        got[2].at - got[1].at
-    );
+    assert!(got[2].at - got[1].at >= Duration::from_millis(235), "{:?}", got[2].at - got[1].at);
     server.stop().await;
 }
 
@@ -202,9 +127,7 @@ async fn a_410_dead_letters_at_once_and_redelivery_starts_a_new_series() {
     let server = Server::start(config(dir.path(), 0.001)).await;
     let inst = server.create_instance(&rx.url(), json!({})).await;
     let id = id_of(&inst);
-    let (_, r) = server
-        .webhook(id, &fixture("offer_created.json"), VENDOR_KEY, Some("g1"))
-        .await;
+    let (_, r) = server.webhook(id, &fixture("offer_created.json"), VENDOR_KEY, Some("g1")).await;
     let event_id = r["eventId"].as_str().unwrap().to_owned();
     let e = server.wait_status(id, &event_id, "failed", WAIT).await;
     assert_eq!(e["attempts"].as_array().unwrap().len(), 1);
@@ -214,39 +137,17 @@ async fn a_410_dead_letters_at_once_and_redelivery_starts_a_new_series() {
     assert_eq!(server.events(id, "?status=failed").await.len(), 1);
     assert_eq!(server.events(id, "?status=delivered").await.len(), 0);
 
-    let (status, body) = server
-        .call(
-            "POST",
-            &format!("/instances/{id}/events/{event_id}/redeliver"),
-            Some(&admin()),
-            None,
-        )
-        .await;
+    let (status, body) = server.call("POST", &format!("/instances/{id}/events/{event_id}/redeliver"), Some(&admin()), None).await;
     assert_eq!(status, 200, "{body}");
     let e = server.wait_status(id, &event_id, "delivered", WAIT).await;
-    let series: Vec<Value> = e["attempts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["series"].clone())
-        .collect();
+    let series: Vec<Value> = e["attempts"].as_array().unwrap().iter().map(|a| a["series"].clone()).collect();
     assert_eq!(series, vec![json!(0), json!(1)]);
     let got = rx.received();
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].header("webhook-id"), got[1].header("webhook-id"));
-    assert_eq!(
-        got[0].body, got[1].body,
-        "a redelivery sends the same notification"
-    );
+    assert_eq!(got[0].body, got[1].body, "a redelivery sends the same notification");
     // Unknown event ids are 404.
-    let (status, _) = server
-        .call(
-            "POST",
-            &format!("/instances/{id}/events/nope/redeliver"),
-            Some(&admin()),
-            None,
-        )
-        .await;
+    let (status, _) = server.call("POST", &format!("/instances/{id}/events/nope/redeliver"), Some(&admin()), None).await;
     assert_eq!(status, 404);
     server.stop().await;
 }
@@ -255,44 +156,20 @@ async fn a_410_dead_letters_at_once_and_redelivery_starts_a_new_series() {
 async fn a_timeout_is_a_failed_attempt_retried_after_the_floor() {
     let dir = tmp();
     let rx = Receiver::start().await;
-    rx.script([Reply {
-        delay: Duration::from_secs(2),
-        ..Reply::status(200)
-    }]);
+    rx.script([Reply { delay: Duration::from_secs(2), ..Reply::status(200) }]);
     let mut c = config(dir.path(), 0.001);
     c.attempt_timeout = Duration::from_millis(300);
     let server = Server::start(c).await;
     let inst = server.create_instance(&rx.url(), json!({})).await;
-    let (_, r) = server
-        .webhook(
-            id_of(&inst),
-            &fixture("job_created.json"),
-            VENDOR_KEY,
-            Some("t"),
-        )
-        .await;
-    let e = server
-        .wait_status(
-            id_of(&inst),
-            r["eventId"].as_str().unwrap(),
-            "delivered",
-            WAIT,
-        )
-        .await;
+    let (_, r) = server.webhook(id_of(&inst), &fixture("job_created.json"), VENDOR_KEY, Some("t")).await;
+    let e = server.wait_status(id_of(&inst), r["eventId"].as_str().unwrap(), "delivered", WAIT).await;
     let attempts = e["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 2);
-    assert!(
-        attempts[0]["error"].as_str().unwrap().contains("timed out"),
-        "{e}"
-    );
+    assert!(attempts[0]["error"].as_str().unwrap().contains("timed out"), "{e}");
     assert!(attempts[0]["statusCode"].is_null());
     let got = rx.received();
     // Sent at t0, timed out at t0+300 ms, retried at least 60 s x 0.001 later.
-    assert!(
-        got[1].at - got[0].at >= Duration::from_millis(355),
-        "{:?}",
-        got[1].at - got[0].at
-    );
+    assert!(got[1].at - got[0].at >= Duration::from_millis(355), "{:?}", got[1].at - got[0].at);
     server.stop().await;
 }
 
@@ -305,56 +182,23 @@ async fn after_the_last_attempt_it_is_dead_lettered_and_bulk_redelivery_brings_i
     let server = Server::start(config(dir.path(), 0.00002)).await;
     let inst = server.create_instance(&rx.url(), json!({})).await;
     let id = id_of(&inst);
-    let (_, r) = server
-        .webhook(id, &fixture("job_deleted.json"), VENDOR_KEY, Some("d"))
-        .await;
+    let (_, r) = server.webhook(id, &fixture("job_deleted.json"), VENDOR_KEY, Some("d")).await;
     let event_id = r["eventId"].as_str().unwrap().to_owned();
-    let e = server
-        .wait_status(id, &event_id, "failed", Duration::from_secs(30))
-        .await;
-    let attempts: Vec<u64> = e["attempts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["attempt"].as_u64().unwrap())
-        .collect();
+    let e = server.wait_status(id, &event_id, "failed", Duration::from_secs(30)).await;
+    let attempts: Vec<u64> = e["attempts"].as_array().unwrap().iter().map(|a| a["attempt"].as_u64().unwrap()).collect();
     assert_eq!(attempts, (1..=8).collect::<Vec<_>>());
     assert_eq!(e["deadLetterReason"], "all attempts failed");
-    assert!(
-        e["notification"]["message"]["raw"].is_object(),
-        "the dead letter keeps its notification"
-    );
+    assert!(e["notification"]["message"]["raw"].is_object(), "the dead letter keeps its notification");
     let since = "2000-01-01T00:00:00Z";
-    let (status, body) = server
-        .call(
-            "POST",
-            &format!("/instances/{id}/events/redeliver?status=failed&since={since}"),
-            Some(&admin()),
-            None,
-        )
-        .await;
+    let (status, body) = server.call("POST", &format!("/instances/{id}/events/redeliver?status=failed&since={since}"), Some(&admin()), None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["redelivered"], 1);
     server.wait_status(id, &event_id, "delivered", WAIT).await;
     assert_eq!(rx.received().len(), 9);
     // A `since` in the future selects nothing; a bad one is a 400 naming the parameter.
-    let (_, body) = server
-        .call(
-            "POST",
-            &format!("/instances/{id}/events/redeliver?since=2999-01-01T00:00:00Z"),
-            Some(&admin()),
-            None,
-        )
-        .await;
+    let (_, body) = server.call("POST", &format!("/instances/{id}/events/redeliver?since=2999-01-01T00:00:00Z"), Some(&admin()), None).await;
     assert_eq!(body["redelivered"], 0);
-    let (status, body) = server
-        .call(
-            "POST",
-            &format!("/instances/{id}/events/redeliver?since=yesterday"),
-            Some(&admin()),
-            None,
-        )
-        .await;
+    let (status, body) = server.call("POST", &format!("/instances/{id}/events/redeliver?since=yesterday"), Some(&admin()), None).await;
     assert_eq!(status, 400);
     assert!(body["message"].as_str().unwrap().contains("since"));
     server.stop().await;
@@ -368,73 +212,27 @@ async fn bad_input_gets_a_json_error_and_changes_nothing() {
     let inst = server.create_instance(&rx.url(), json!({})).await;
     let id = id_of(&inst);
     let good = fixture("job_created.json");
-    let big = format!(
-        r#"{{"action":"job_created","payload":{{"job":{{"id":1,"notes":"{}"}}}}}}"#,
-        "a".repeat(1024 * 1024)
-    );
-    let deep = format!(
-        r#"{{"action":"x","payload":{}1{}}}"#,
-        "{\"a\":".repeat(10_000),
-        "}".repeat(10_000)
-    );
+    let big = format!(r#"{{"action":"job_created","payload":{{"job":{{"id":1,"notes":"{}"}}}}}}"#, "a".repeat(1024 * 1024));
+    let deep = format!(r#"{{"action":"x","payload":{}1{}}}"#, "{\"a\":".repeat(10_000), "}".repeat(10_000));
     let cases: Vec<(&str, Vec<u8>, Option<String>, u16)> = vec![
-        (
-            "wrong signature",
-            good.clone(),
-            Some(format!("sha256 {}", "0".repeat(64))),
-            401,
-        ),
+        ("wrong signature", good.clone(), Some(format!("sha256 {}", "0".repeat(64))), 401),
         ("missing signature", good.clone(), None, 401),
-        (
-            "other key",
-            good.clone(),
-            Some(greenhouse_signature("other", &good)),
-            401,
-        ),
-        (
-            "not json",
-            b"nope{".to_vec(),
-            Some(greenhouse_signature(VENDOR_KEY, b"nope{")),
-            400,
-        ),
-        (
-            "no action",
-            br#"{"payload":{}}"#.to_vec(),
-            Some(greenhouse_signature(VENDOR_KEY, br#"{"payload":{}}"#)),
-            400,
-        ),
-        (
-            "too deep",
-            deep.clone().into_bytes(),
-            Some(greenhouse_signature(VENDOR_KEY, deep.as_bytes())),
-            400,
-        ),
-        (
-            "too big",
-            big.clone().into_bytes(),
-            Some(greenhouse_signature(VENDOR_KEY, big.as_bytes())),
-            413,
-        ),
+        ("other key", good.clone(), Some(greenhouse_signature("other", &good)), 401),
+        ("not json", b"nope{".to_vec(), Some(greenhouse_signature(VENDOR_KEY, b"nope{")), 400),
+        ("no action", br#"{"payload":{}}"#.to_vec(), Some(greenhouse_signature(VENDOR_KEY, br#"{"payload":{}}"#)), 400),
+        ("too deep", deep.clone().into_bytes(), Some(greenhouse_signature(VENDOR_KEY, deep.as_bytes())), 400),
+        ("too big", big.clone().into_bytes(), Some(greenhouse_signature(VENDOR_KEY, big.as_bytes())), 413),
     ];
     for (name, body, sig, want) in cases {
-        let mut req = server
-            .http
-            .post(format!("{}/events/greenhouse/{id}", server.base))
-            .body(body);
+        let mut req = server.http.post(format!("{}/events/greenhouse/{id}", server.base)).body(body);
         if let Some(s) = sig {
             req = req.header("signature", s);
         }
         let resp = req.send().await.unwrap();
         assert_eq!(resp.status().as_u16(), want, "{name}");
         let v: Value = resp.json_body().await;
-        assert!(
-            v["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "{name}: {v}"
-        );
-        assert!(
-            v["requestId"].as_str().is_some_and(|m| !m.is_empty()),
-            "{name}: {v}"
-        );
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{name}: {v}");
+        assert!(v["requestId"].as_str().is_some_and(|m| !m.is_empty()), "{name}: {v}");
     }
     let (status, v) = server.webhook(999_999, &good, VENDOR_KEY, None).await;
     assert_eq!(status, 404, "{v}");
@@ -446,9 +244,7 @@ async fn bad_input_gets_a_json_error_and_changes_nothing() {
     let (status, v) = server.call("GET", "/nowhere", None, None).await;
     assert_eq!(status, 404);
     assert!(v["message"].is_string());
-    let (status, _) = server
-        .call("GET", &format!("/events/greenhouse/{id}"), None, None)
-        .await;
+    let (status, _) = server.call("GET", &format!("/events/greenhouse/{id}"), None, None).await;
     assert_eq!(status, 405);
     server.stop().await;
 }
@@ -461,61 +257,21 @@ async fn admin_and_instance_token_authorization() {
     let a = server.create_instance(&rx.url(), json!({})).await;
     let b = server.create_instance(&rx.url(), json!({})).await;
     let token_a = format!("Element {}", a["token"].as_str().unwrap());
-    for (auth, want) in [
-        (None, 401),
-        (Some("User test-user-secret, Organization wrong"), 401),
-        (Some("Organization test-org-secret"), 401),
-        (Some(token_a.as_str()), 401),
-    ] {
+    for (auth, want) in [(None, 401), (Some("User test-user-secret, Organization wrong"), 401), (Some("Organization test-org-secret"), 401), (Some(token_a.as_str()), 401)] {
         let (status, v) = server.call("GET", "/instances", auth, None).await;
         assert_eq!(status, want, "{auth:?}");
         assert!(v["message"].is_string());
     }
-    let (status, _) = server
-        .call(
-            "GET",
-            &format!("/instances/{}/events", a["id"]),
-            Some(&token_a),
-            None,
-        )
-        .await;
+    let (status, _) = server.call("GET", &format!("/instances/{}/events", a["id"]), Some(&token_a), None).await;
     assert_eq!(status, 200);
-    let (status, _) = server
-        .call(
-            "GET",
-            &format!("/instances/{}", a["id"]),
-            Some(&token_a),
-            None,
-        )
-        .await;
+    let (status, _) = server.call("GET", &format!("/instances/{}", a["id"]), Some(&token_a), None).await;
     assert_eq!(status, 200);
-    let (status, _) = server
-        .call(
-            "GET",
-            &format!("/instances/{}/events", b["id"]),
-            Some(&token_a),
-            None,
-        )
-        .await;
+    let (status, _) = server.call("GET", &format!("/instances/{}/events", b["id"]), Some(&token_a), None).await;
     assert_eq!(status, 401, "a token is scoped to its instance");
-    let (status, _) = server
-        .call(
-            "DELETE",
-            &format!("/instances/{}", a["id"]),
-            Some(&token_a),
-            None,
-        )
-        .await;
+    let (status, _) = server.call("DELETE", &format!("/instances/{}", a["id"]), Some(&token_a), None).await;
     assert_eq!(status, 401, "a token cannot manage instances");
     // Order and spacing of the admin header parts do not matter.
-    let (status, _) = server
-        .call(
-            "GET",
-            "/instances",
-            Some("Organization test-org-secret,User test-user-secret"),
-            None,
-        )
-        .await;
+    let (status, _) = server.call("GET", "/instances", Some("Organization test-org-secret,User test-user-secret"), None).await;
     assert_eq!(status, 200);
     server.stop().await;
 }
@@ -534,16 +290,11 @@ async fn instances_crud_masks_secrets_and_validates() {
     assert_eq!(status, 200, "{created}");
     let secret = created["webhookSecret"].as_str().unwrap().to_owned();
     let id = id_of(&created);
-    assert_eq!(
-        created["webhookUrl"],
-        format!("{}/events/greenhouse/{id}", server.base)
-    );
+    assert_eq!(created["webhookUrl"], format!("{}/events/greenhouse/{id}", server.base));
     assert_eq!(created["configuration"]["custom"], "kept");
     assert_eq!(created["configuration"]["event.notification.enabled"], true);
     assert_eq!(created["eventsEnabled"], true);
-    let (_, got) = server
-        .call("GET", &format!("/instances/{id}"), Some(&admin()), None)
-        .await;
+    let (_, got) = server.call("GET", &format!("/instances/{id}"), Some(&admin()), None).await;
     let (_, list) = server.call("GET", "/instances", Some(&admin()), None).await;
     for shown in [&created, &got, &list] {
         let text = shown.to_string();
@@ -553,44 +304,22 @@ async fn instances_crud_masks_secrets_and_validates() {
     }
     for shown in [&got, &list] {
         let text = shown.to_string();
-        assert!(
-            !text.contains(&secret) && !text.contains(created["token"].as_str().unwrap()),
-            "secret shown after creation"
-        );
+        assert!(!text.contains(&secret) && !text.contains(created["token"].as_str().unwrap()), "secret shown after creation");
     }
     // The generated secret verifies Greenhouse deliveries.
-    let (status, _) = server
-        .webhook(id, &fixture("job_created.json"), &secret, None)
-        .await;
+    let (status, _) = server.webhook(id, &fixture("job_created.json"), &secret, None).await;
     assert_eq!(status, 200);
     rx.wait_for(1, WAIT).await;
 
     // Validation names the field and changes nothing.
     for (body, field) in [
-        (
-            json!({"element": {"key": "bamboohr"}, "name": "x", "configuration": {}}),
-            "element.key",
-        ),
-        (
-            json!({"element": {"key": "greenhouse"}, "name": "x", "configuration": {"event.notification.callback.url": "http://169.254.169.254/latest/meta-data"}}),
-            "event.notification.callback.url",
-        ),
-        (
-            json!({"element": {"key": "greenhouse"}, "name": "x", "configuration": {"event.notification.callback.url": "https://10.0.0.8/hooks"}}),
-            "event.notification.callback.url",
-        ),
-        (
-            json!({"element": {"key": "greenhouse"}, "name": "x", "configuration": {"event.notification.callback.url": "https://192.168.1.10/hooks"}}),
-            "event.notification.callback.url",
-        ),
-        (
-            json!({"element": {"key": "greenhouse"}, "name": "x", "configuration": {"event.notification.enabled": "maybe"}}),
-            "event.notification.enabled",
-        ),
+        (json!({"element": {"key": "bamboohr"}, "name": "x", "configuration": {}}), "element.key"),
+        (json!({"element": {"key": "greenhouse"}, "name": "x", "configuration": {"event.notification.callback.url": "http://169.254.169.254/latest/meta-data"}}), "event.notification.callback.url"),
+        (json!({"element": {"key": "greenhouse"}, "name": "x", "configuration": {"event.notification.callback.url": "https://10.0.0.8/hooks"}}), "event.notification.callback.url"),
+        (json!({"element": {"key": "greenhouse"}, "name": "x", "configuration": {"event.notification.callback.url": "https://192.168.1.10/hooks"}}), "event.notification.callback.url"),
+        (json!({"element": {"key": "greenhouse"}, "name": "x", "configuration": {"event.notification.enabled": "maybe"}}), "event.notification.enabled"),
     ] {
-        let (status, v) = server
-            .call("POST", "/instances", Some(&admin()), Some(body))
-            .await;
+        let (status, v) = server.call("POST", "/instances", Some(&admin()), Some(body)).await;
         assert_eq!(status, 400, "{v}");
         assert!(v["message"].as_str().unwrap().contains(field), "{v}");
     }
@@ -604,67 +333,23 @@ async fn instances_crud_masks_secrets_and_validates() {
     assert_eq!(status, 200, "{patched}");
     assert_eq!(patched["name"], "renamed");
     assert!(patched["configuration"].get("custom").is_none());
-    let (status, v) = server
-        .call(
-            "PATCH",
-            &format!("/instances/{id}"),
-            Some(&admin()),
-            Some(json!({"configuration": {"event.notification.callback.url": "ftp://x"}})),
-        )
-        .await;
+    let (status, v) = server.call("PATCH", &format!("/instances/{id}"), Some(&admin()), Some(json!({"configuration": {"event.notification.callback.url": "ftp://x"}}))).await;
     assert_eq!(status, 400, "{v}");
-    let (_, still) = server
-        .call("GET", &format!("/instances/{id}"), Some(&admin()), None)
-        .await;
+    let (_, still) = server.call("GET", &format!("/instances/{id}"), Some(&admin()), None).await;
     assert_eq!(still["eventsNotificationCallbackUrl"], rx.url());
     // The signature key survived the masked echo: notifications still verify with it.
-    server
-        .webhook(id, &fixture("job_updated.json"), &secret, None)
-        .await;
+    server.webhook(id, &fixture("job_updated.json"), &secret, None).await;
     let got = rx.wait_for(2, WAIT).await;
     assert_signed(&got[1], SIGNING_KEY);
 
     // Disabled instances and deleted ones refuse deliveries with 404.
-    server
-        .call(
-            "PATCH",
-            &format!("/instances/{id}"),
-            Some(&admin()),
-            Some(json!({"configuration": {"event.notification.enabled": false}})),
-        )
-        .await;
-    assert_eq!(
-        server
-            .webhook(id, &fixture("job_created.json"), &secret, None)
-            .await
-            .0,
-        404
-    );
-    let (status, _) = server
-        .call("DELETE", &format!("/instances/{id}"), Some(&admin()), None)
-        .await;
+    server.call("PATCH", &format!("/instances/{id}"), Some(&admin()), Some(json!({"configuration": {"event.notification.enabled": false}}))).await;
+    assert_eq!(server.webhook(id, &fixture("job_created.json"), &secret, None).await.0, 404);
+    let (status, _) = server.call("DELETE", &format!("/instances/{id}"), Some(&admin()), None).await;
     assert_eq!(status, 200);
-    assert_eq!(
-        server
-            .call("GET", &format!("/instances/{id}"), Some(&admin()), None)
-            .await
-            .0,
-        404
-    );
-    assert_eq!(
-        server
-            .call("DELETE", &format!("/instances/{id}"), Some(&admin()), None)
-            .await
-            .0,
-        404
-    );
-    assert_eq!(
-        server
-            .webhook(id, &fixture("job_created.json"), &secret, None)
-            .await
-            .0,
-        404
-    );
+    assert_eq!(server.call("GET", &format!("/instances/{id}"), Some(&admin()), None).await.0, 404);
+    assert_eq!(server.call("DELETE", &format!("/instances/{id}"), Some(&admin()), None).await.0, 404);
+    assert_eq!(server.webhook(id, &fixture("job_created.json"), &secret, None).await.0, 404);
     // Ids are never reused.
     let again = server.create_instance(&rx.url(), json!({})).await;
     assert!(id_of(&again) > id);
@@ -677,27 +362,12 @@ async fn a_ping_is_recorded_and_not_forwarded() {
     let rx = Receiver::start().await;
     let server = Server::start(config(dir.path(), 1.0)).await;
     let inst = server.create_instance(&rx.url(), json!({})).await;
-    let (status, v) = server
-        .webhook(id_of(&inst), &fixture("ping.json"), VENDOR_KEY, None)
-        .await;
+    let (status, v) = server.webhook(id_of(&inst), &fixture("ping.json"), VENDOR_KEY, None).await;
     assert_eq!(status, 200, "{v}");
-    let (_, got) = server
-        .call(
-            "GET",
-            &format!("/instances/{}", inst["id"]),
-            Some(&admin()),
-            None,
-        )
-        .await;
+    let (_, got) = server.call("GET", &format!("/instances/{}", inst["id"]), Some(&admin()), None).await;
     assert_eq!(got["lastPing"]["webHookId"], "48213");
     // A ping with a bad signature is refused like anything else.
-    assert_eq!(
-        server
-            .webhook(id_of(&inst), &fixture("ping.json"), "wrong", None)
-            .await
-            .0,
-        401
-    );
+    assert_eq!(server.webhook(id_of(&inst), &fixture("ping.json"), "wrong", None).await.0, 401);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(rx.received().is_empty());
     server.stop().await;
@@ -716,9 +386,7 @@ async fn the_network_policy_is_enforced_again_at_delivery_time() {
     let mut c = config(dir.path(), 0.001);
     c.policy = relay_core::network::NetworkPolicy::default();
     let server = Server::start(c).await;
-    let (status, r) = server
-        .webhook(id_of(&inst), &fixture("job_created.json"), VENDOR_KEY, None)
-        .await;
+    let (status, r) = server.webhook(id_of(&inst), &fixture("job_created.json"), VENDOR_KEY, None).await;
     assert_eq!(status, 200);
     let event_id = r["eventId"].as_str().unwrap();
     let deadline = std::time::Instant::now() + WAIT;
@@ -729,10 +397,7 @@ async fn the_network_policy_is_enforced_again_at_delivery_time() {
             assert!(a["error"].as_str().unwrap().starts_with("blocked"), "{a}");
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no attempt for {event_id}"
-        );
+        assert!(std::time::Instant::now() < deadline, "no attempt for {event_id}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(rx.received().is_empty());
@@ -748,27 +413,16 @@ async fn accepted_events_survive_a_restart() {
         l.local_addr().unwrap().port()
     };
     let server = Server::start(config(dir.path(), 0.001)).await;
-    let inst = server
-        .create_instance(&format!("http://127.0.0.1:{port}/hooks"), json!({}))
-        .await;
+    let inst = server.create_instance(&format!("http://127.0.0.1:{port}/hooks"), json!({})).await;
     let mut ids = vec![];
     for i in 0..20 {
         let body = format!(r#"{{"action":"job_created","payload":{{"job":{{"id":{i}}}}}}}"#);
-        let (status, r) = server
-            .webhook(id_of(&inst), body.as_bytes(), VENDOR_KEY, None)
-            .await;
+        let (status, r) = server.webhook(id_of(&inst), body.as_bytes(), VENDOR_KEY, None).await;
         assert_eq!(status, 200);
         ids.push(r["eventId"].as_str().unwrap().to_owned());
     }
     // Redelivering a notification that is still pending is a no-op, not a 404.
-    let (status, v) = server
-        .call(
-            "POST",
-            &format!("/instances/{}/events/{}/redeliver", inst["id"], ids[0]),
-            Some(&admin()),
-            None,
-        )
-        .await;
+    let (status, v) = server.call("POST", &format!("/instances/{}/events/{}/redeliver", inst["id"], ids[0]), Some(&admin()), None).await;
     assert_eq!(status, 200, "{v}");
     server.stop().await;
     let rx = Receiver::start_on(&format!("127.0.0.1:{port}")).await;
@@ -812,17 +466,13 @@ async fn a_store_that_cannot_write_answers_503_and_acknowledges_nothing() {
         conn.execute_batch("ROLLBACK").unwrap();
     });
     locked_rx.recv().unwrap();
-    let (status, v) = server
-        .webhook(id_of(&inst), body, VENDOR_KEY, Some("busy-1"))
-        .await;
+    let (status, v) = server.webhook(id_of(&inst), body, VENDOR_KEY, Some("busy-1")).await;
     assert_eq!(status, 503, "{v}");
     assert!(v["message"].is_string() && v["requestId"].is_string());
     release_tx.send(()).unwrap();
     holder.join().unwrap();
     // Nothing was acknowledged: Greenhouse's retry is queued (not a duplicate) and delivered.
-    let (status, v) = server
-        .webhook(id_of(&inst), body, VENDOR_KEY, Some("busy-1"))
-        .await;
+    let (status, v) = server.webhook(id_of(&inst), body, VENDOR_KEY, Some("busy-1")).await;
     assert_eq!(status, 200, "{v}");
     assert!(v.get("duplicate").is_none(), "{v}");
     rx.wait_for(1, WAIT).await;

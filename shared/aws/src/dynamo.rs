@@ -11,8 +11,8 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue as Av, ReturnValue};
 use relay_core::instance::{self, InstanceSpec};
 use relay_core::ports::{
-    AcceptOutcome, Accepted, AttemptLog, Clock, EventQuery, EventRecord, EventStatus, Events,
-    Instance, Instances, NextStep, QueuedEvent, StoreError, SystemClock,
+    AcceptOutcome, Accepted, AttemptLog, Clock, EventQuery, EventRecord, EventStatus, Events, Instance, Instances,
+    NextStep, QueuedEvent, StoreError, SystemClock,
 };
 use serde_json::{Map, Value};
 use tokio::sync::RwLock;
@@ -50,9 +50,7 @@ fn get_s(item: &Item, k: &str) -> Option<String> {
 }
 
 fn get_n<T: std::str::FromStr>(item: &Item, k: &str) -> Option<T> {
-    item.get(k)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse().ok())
+    item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -82,12 +80,7 @@ pub struct DynamoStore {
 
 impl DynamoStore {
     pub fn new(dynamo: Dynamo, table: impl Into<String>, queue: Queue) -> Self {
-        DynamoStore {
-            dynamo,
-            table: table.into(),
-            queue,
-            clock: std::sync::Arc::new(SystemClock),
-        }
+        DynamoStore { dynamo, table: table.into(), queue, clock: std::sync::Arc::new(SystemClock) }
     }
 
     pub fn queue(&self) -> &Queue {
@@ -96,22 +89,13 @@ impl DynamoStore {
 
     fn instance_from_item(item: &Item) -> Result<Instance, StoreError> {
         let id = get_n::<i64>(item, "instance_id").ok_or_else(|| corrupt("instance_id"))?;
-        let tags = serde_json::from_str(&get_s(item, "tags").unwrap_or_else(|| "[]".into()))
-            .map_err(|_| corrupt("tags"))?;
-        let configuration = serde_json::from_str(
-            &get_s(item, "configuration").ok_or_else(|| corrupt("configuration"))?,
-        )
-        .map_err(|_| corrupt("configuration"))?;
-        let (configuration, settings) =
-            instance::normalize(configuration).map_err(|e| corrupt(&e.to_string()))?;
+        let tags = serde_json::from_str(&get_s(item, "tags").unwrap_or_else(|| "[]".into())).map_err(|_| corrupt("tags"))?;
+        let configuration = serde_json::from_str(&get_s(item, "configuration").ok_or_else(|| corrupt("configuration"))?)
+            .map_err(|_| corrupt("configuration"))?;
+        let (configuration, settings) = instance::normalize(configuration).map_err(|e| corrupt(&e.to_string()))?;
         Ok(Instance {
             id,
-            spec: InstanceSpec {
-                name: get_s(item, "name").unwrap_or_default(),
-                tags,
-                configuration,
-                settings,
-            },
+            spec: InstanceSpec { name: get_s(item, "name").unwrap_or_default(), tags, configuration, settings },
             token_hash: get_s(item, "token_hash").unwrap_or_default(),
             created_at_ms: get_n(item, "created_at").unwrap_or(0),
             last_ping: get_s(item, "last_ping").and_then(|p| serde_json::from_str(&p).ok()),
@@ -119,9 +103,7 @@ impl DynamoStore {
     }
 
     fn event_from_item(item: &Item) -> Result<EventRecord, StoreError> {
-        let status = get_s(item, "status")
-            .and_then(|s| EventStatus::parse(&s))
-            .ok_or_else(|| corrupt("status"))?;
+        let status = get_s(item, "status").and_then(|s| EventStatus::parse(&s)).ok_or_else(|| corrupt("status"))?;
         Ok(EventRecord {
             event_id: get_s(item, "event_id").ok_or_else(|| corrupt("event_id"))?,
             instance_id: get_n(item, "instance_id").ok_or_else(|| corrupt("instance_id"))?,
@@ -134,11 +116,7 @@ impl DynamoStore {
             dead_letter_reason: get_s(item, "dead_letter_reason"),
             series: get_n(item, "series").unwrap_or(0),
             attempts: vec![],
-            body: item
-                .get("body")
-                .and_then(|b| b.as_b().ok())
-                .map(|b| b.as_ref().to_vec())
-                .unwrap_or_default(),
+            body: item.get("body").and_then(|b| b.as_b().ok()).map(|b| b.as_ref().to_vec()).unwrap_or_default(),
         })
     }
 
@@ -170,13 +148,7 @@ impl DynamoStore {
     }
 
     /// Marks the event pending in a new series (or the first one) and returns the series.
-    async fn start_series(
-        &self,
-        event_id: &str,
-        now_ms: i64,
-        fields: Option<(&Accepted, u32, &[u8])>,
-        only_if_not_pending: Option<i64>,
-    ) -> Result<Option<Item>, StoreError> {
+    async fn start_series(&self, event_id: &str, now_ms: i64, fields: Option<(&Accepted, u32, &[u8])>, only_if_not_pending: Option<i64>) -> Result<Option<Item>, StoreError> {
         let mut req = self
             .dynamo
             .update_item()
@@ -223,12 +195,7 @@ impl DynamoStore {
 
 #[async_trait]
 impl Instances for DynamoStore {
-    async fn create(
-        &self,
-        spec: InstanceSpec,
-        token_hash: String,
-        created_at_ms: i64,
-    ) -> Result<Instance, StoreError> {
+    async fn create(&self, spec: InstanceSpec, token_hash: String, created_at_ms: i64) -> Result<Instance, StoreError> {
         let counter = self
             .dynamo
             .update_item()
@@ -241,11 +208,7 @@ impl Instances for DynamoStore {
             .send()
             .await
             .map_err(unavailable)?;
-        let id: i64 = counter
-            .attributes
-            .as_ref()
-            .and_then(|a| get_n(a, "n"))
-            .ok_or_else(|| corrupt("counter"))?;
+        let id: i64 = counter.attributes.as_ref().and_then(|a| get_n(a, "n")).ok_or_else(|| corrupt("counter"))?;
         let (pk, sk) = instance_key(id);
         self.dynamo
             .put_item()
@@ -254,14 +217,8 @@ impl Instances for DynamoStore {
             .item("sk", sk)
             .item("instance_id", n(id))
             .item("name", s(&spec.name))
-            .item(
-                "tags",
-                s(serde_json::to_string(&spec.tags).unwrap_or_default()),
-            )
-            .item(
-                "configuration",
-                s(serde_json::to_string(&spec.configuration).unwrap_or_default()),
-            )
+            .item("tags", s(serde_json::to_string(&spec.tags).unwrap_or_default()))
+            .item("configuration", s(serde_json::to_string(&spec.configuration).unwrap_or_default()))
             .item("token_hash", s(&token_hash))
             .item("created_at", n(created_at_ms))
             .item("gsi1pk", s("INSTANCES"))
@@ -270,31 +227,14 @@ impl Instances for DynamoStore {
             .send()
             .await
             .map_err(unavailable)?;
-        Ok(Instance {
-            id,
-            spec,
-            token_hash,
-            created_at_ms,
-            last_ping: None,
-        })
+        Ok(Instance { id, spec, token_hash, created_at_ms, last_ping: None })
     }
 
     async fn get(&self, id: i64) -> Result<Option<Instance>, StoreError> {
         let (pk, sk) = instance_key(id);
-        let out = self
-            .dynamo
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", pk)
-            .key("sk", sk)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
+        let out = self.dynamo.get_item().table_name(&self.table).key("pk", pk).key("sk", sk).consistent_read(true).send().await.map_err(unavailable)?;
         match out.item {
-            Some(item) if !item.contains_key("deleted_at") => {
-                Ok(Some(Self::instance_from_item(&item)?))
-            }
+            Some(item) if !item.contains_key("deleted_at") => Ok(Some(Self::instance_from_item(&item)?)),
             _ => Ok(None),
         }
     }
@@ -332,23 +272,13 @@ impl Instances for DynamoStore {
             .condition_expression("attribute_exists(pk) AND attribute_not_exists(deleted_at)")
             .expression_attribute_names("#n", "name")
             .expression_attribute_values(":n", s(&spec.name))
-            .expression_attribute_values(
-                ":t",
-                s(serde_json::to_string(&spec.tags).unwrap_or_default()),
-            )
-            .expression_attribute_values(
-                ":c",
-                s(serde_json::to_string(&spec.configuration).unwrap_or_default()),
-            )
+            .expression_attribute_values(":t", s(serde_json::to_string(&spec.tags).unwrap_or_default()))
+            .expression_attribute_values(":c", s(serde_json::to_string(&spec.configuration).unwrap_or_default()))
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
         match result {
-            Ok(out) => out
-                .attributes
-                .as_ref()
-                .map(Self::instance_from_item)
-                .transpose(),
+            Ok(out) => out.attributes.as_ref().map(Self::instance_from_item).transpose(),
             Err(e) if condition_failed(&e) => Ok(None),
             Err(e) => Err(unavailable(e)),
         }
@@ -410,21 +340,13 @@ impl Events for DynamoStore {
             .map_err(unavailable)?
             .item;
         if let Some(item) = earlier
-            && get_n::<i64>(&item, "expires_at_ms").unwrap_or(0) > a.accepted_at_ms
-        {
-            return Ok(AcceptOutcome::Duplicate {
-                event_id: get_s(&item, "event_id").unwrap_or_default(),
-            });
-        }
+            && get_n::<i64>(&item, "expires_at_ms").unwrap_or(0) > a.accepted_at_ms {
+                return Ok(AcceptOutcome::Duplicate { event_id: get_s(&item, "event_id").unwrap_or_default() });
+            }
         let mut messages = vec![];
         for note in &a.notifications {
             let item = self
-                .start_series(
-                    &note.event_id,
-                    a.accepted_at_ms,
-                    Some((&a, note.part, &note.body)),
-                    None,
-                )
+                .start_series(&note.event_id, a.accepted_at_ms, Some((&a, note.part, &note.body)), None)
                 .await?
                 .ok_or_else(|| corrupt("event update returned nothing"))?;
             messages.push(QueueMessage {
@@ -435,11 +357,7 @@ impl Events for DynamoStore {
             });
         }
         self.queue.send(&messages).await?;
-        let first = a
-            .notifications
-            .first()
-            .map(|n| n.event_id.clone())
-            .unwrap_or_default();
+        let first = a.notifications.first().map(|n| n.event_id.clone()).unwrap_or_default();
         self.dynamo
             .put_item()
             .table_name(&self.table)
@@ -478,9 +396,7 @@ impl Events for DynamoStore {
         let mut pages = req.into_paginator().items().send();
         let mut out = vec![];
         while out.len() < q.limit {
-            let Some(item) = pages.next().await else {
-                break;
-            };
+            let Some(item) = pages.next().await else { break };
             out.push(Self::event_from_item(&item.map_err(unavailable)?)?);
         }
         for e in &mut out {
@@ -489,11 +405,7 @@ impl Events for DynamoStore {
         Ok(out)
     }
 
-    async fn get(
-        &self,
-        instance_id: i64,
-        event_id: &str,
-    ) -> Result<Option<EventRecord>, StoreError> {
+    async fn get(&self, instance_id: i64, event_id: &str) -> Result<Option<EventRecord>, StoreError> {
         let out = self
             .dynamo
             .get_item()
@@ -504,9 +416,7 @@ impl Events for DynamoStore {
             .send()
             .await
             .map_err(unavailable)?;
-        let Some(item) = out.item else {
-            return Ok(None);
-        };
+        let Some(item) = out.item else { return Ok(None) };
         let mut event = Self::event_from_item(&item)?;
         if event.instance_id != instance_id {
             return Ok(None);
@@ -515,21 +425,13 @@ impl Events for DynamoStore {
         Ok(Some(event))
     }
 
-    async fn record_attempt(
-        &self,
-        event: &QueuedEvent,
-        log: AttemptLog,
-        next: NextStep,
-    ) -> Result<(), StoreError> {
+    async fn record_attempt(&self, event: &QueuedEvent, log: AttemptLog, next: NextStep) -> Result<(), StoreError> {
         let mut put = self
             .dynamo
             .put_item()
             .table_name(&self.table)
             .item("pk", event_pk(&event.event_id))
-            .item(
-                "sk",
-                s(format!("ATTEMPT#{:05}#{:03}", log.series, log.attempt)),
-            )
+            .item("sk", s(format!("ATTEMPT#{:05}#{:03}", log.series, log.attempt)))
             .item("at", n(log.at_ms))
             .item("series", n(log.series))
             .item("attempt", n(log.attempt))
@@ -576,29 +478,15 @@ impl Events for DynamoStore {
         }
     }
 
-    async fn redeliver(
-        &self,
-        instance_id: i64,
-        event_ids: &[String],
-        now_ms: i64,
-    ) -> Result<Vec<String>, StoreError> {
+    async fn redeliver(&self, instance_id: i64, event_ids: &[String], now_ms: i64) -> Result<Vec<String>, StoreError> {
         let mut done = vec![];
         for id in event_ids {
-            let Some(item) = self
-                .start_series(id, now_ms, None, Some(instance_id))
-                .await?
-            else {
-                continue;
-            };
+            let Some(item) = self.start_series(id, now_ms, None, Some(instance_id)).await? else { continue };
             let message = QueueMessage {
                 event_id: id.clone(),
                 instance_id,
                 series: get_n(&item, "series").unwrap_or(0),
-                notification: item
-                    .get("body")
-                    .and_then(|b| b.as_b().ok())
-                    .map(|b| b.as_ref().to_vec())
-                    .unwrap_or_default(),
+                notification: item.get("body").and_then(|b| b.as_b().ok()).map(|b| b.as_ref().to_vec()).unwrap_or_default(),
             };
             self.queue.send(std::slice::from_ref(&message)).await?;
             done.push(id.clone());
@@ -617,35 +505,22 @@ pub struct CachedInstances<I> {
 
 impl<I> CachedInstances<I> {
     pub fn new(inner: I, ttl: Duration) -> Self {
-        CachedInstances {
-            inner,
-            ttl,
-            cache: RwLock::default(),
-        }
+        CachedInstances { inner, ttl, cache: RwLock::default() }
     }
 }
 
 #[async_trait]
 impl<I: Instances> Instances for CachedInstances<I> {
-    async fn create(
-        &self,
-        spec: InstanceSpec,
-        token_hash: String,
-        created_at_ms: i64,
-    ) -> Result<Instance, StoreError> {
+    async fn create(&self, spec: InstanceSpec, token_hash: String, created_at_ms: i64) -> Result<Instance, StoreError> {
         self.inner.create(spec, token_hash, created_at_ms).await
     }
     async fn get(&self, id: i64) -> Result<Option<Instance>, StoreError> {
         if let Some((at, i)) = self.cache.read().await.get(&id)
-            && at.elapsed() < self.ttl
-        {
-            return Ok(i.clone());
-        }
+            && at.elapsed() < self.ttl {
+                return Ok(i.clone());
+            }
         let fresh = self.inner.get(id).await?;
-        self.cache
-            .write()
-            .await
-            .insert(id, (Instant::now(), fresh.clone()));
+        self.cache.write().await.insert(id, (Instant::now(), fresh.clone()));
         Ok(fresh)
     }
     async fn list(&self) -> Result<Vec<Instance>, StoreError> {

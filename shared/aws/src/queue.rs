@@ -36,27 +36,15 @@ struct Wire<'a> {
 
 impl QueueMessage {
     pub fn encode(&self) -> Result<String, StoreError> {
-        let text = std::str::from_utf8(&self.notification)
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let raw: &RawValue =
-            serde_json::from_str(text).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        serde_json::to_string(&Wire {
-            event_id: self.event_id.clone(),
-            instance_id: self.instance_id,
-            series: self.series,
-            notification: raw,
-        })
-        .map_err(|e| StoreError::Unavailable(e.to_string()))
+        let text = std::str::from_utf8(&self.notification).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let raw: &RawValue = serde_json::from_str(text).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        serde_json::to_string(&Wire { event_id: self.event_id.clone(), instance_id: self.instance_id, series: self.series, notification: raw })
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
     pub fn decode(body: &str) -> Result<Self, serde_json::Error> {
         let w: Wire<'_> = serde_json::from_str(body)?;
-        Ok(QueueMessage {
-            event_id: w.event_id,
-            instance_id: w.instance_id,
-            series: w.series,
-            notification: w.notification.get().as_bytes().to_vec(),
-        })
+        Ok(QueueMessage { event_id: w.event_id, instance_id: w.instance_id, series: w.series, notification: w.notification.get().as_bytes().to_vec() })
     }
 }
 
@@ -68,10 +56,7 @@ pub struct Queue {
 
 impl Queue {
     pub fn new(sqs: Sqs, url: impl Into<String>) -> Self {
-        Queue {
-            sqs,
-            url: url.into(),
-        }
+        Queue { sqs, url: url.into() }
     }
 
     pub fn url(&self) -> &str {
@@ -90,31 +75,17 @@ impl Queue {
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?;
                 batch = batch.entries(entry);
             }
-            let out = batch
-                .send()
-                .await
-                .map_err(|e| StoreError::Unavailable(DisplayErrorContext(e).to_string()))?;
+            let out = batch.send().await.map_err(|e| StoreError::Unavailable(DisplayErrorContext(e).to_string()))?;
             if !out.failed.is_empty() {
-                let why: Vec<String> = out
-                    .failed
-                    .iter()
-                    .map(|f| format!("{}: {}", f.code, f.message.clone().unwrap_or_default()))
-                    .collect();
-                return Err(StoreError::Unavailable(format!(
-                    "SQS refused messages: {}",
-                    why.join(", ")
-                )));
+                let why: Vec<String> = out.failed.iter().map(|f| format!("{}: {}", f.code, f.message.clone().unwrap_or_default())).collect();
+                return Err(StoreError::Unavailable(format!("SQS refused messages: {}", why.join(", "))));
             }
         }
         Ok(())
     }
 
     /// Makes a received message visible again after `delay` (capped at 12 h).
-    pub async fn retry_after(
-        &self,
-        receipt_handle: &str,
-        delay: Duration,
-    ) -> Result<(), StoreError> {
+    pub async fn retry_after(&self, receipt_handle: &str, delay: Duration) -> Result<(), StoreError> {
         let secs = delay.min(MAX_VISIBILITY).as_secs() as i32;
         self.sqs
             .change_message_visibility()

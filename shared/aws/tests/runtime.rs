@@ -20,14 +20,7 @@ async fn instance(api: &relay_core::api::Api, callback: &str) -> Value {
     let body = json!({"element": {"key": "greenhouse"}, "name": "aws", "tags": ["t"], "configuration": {
         "event.notification.callback.url": callback, "event.notification.signature.key": SIGNING_KEY,
         "event.vendor.signature.key": VENDOR_KEY}});
-    let (status, v) = call(
-        api,
-        "POST",
-        "/instances",
-        &[admin(), ("content-type", "application/json".into())],
-        serde_json::to_vec(&body).unwrap(),
-    )
-    .await;
+    let (status, v) = call(api, "POST", "/instances", &[admin(), ("content-type", "application/json".into())], serde_json::to_vec(&body).unwrap()).await;
     assert_eq!(status, 200, "{v}");
     v
 }
@@ -37,35 +30,18 @@ async fn webhook(api: &relay_core::api::Api, id: i64, body: &str, event_id: &str
         api,
         "POST",
         &format!("/events/greenhouse/{id}"),
-        &[
-            (
-                "signature",
-                greenhouse_signature(VENDOR_KEY, body.as_bytes()),
-            ),
-            ("greenhouse-event-id", event_id.into()),
-        ],
+        &[("signature", greenhouse_signature(VENDOR_KEY, body.as_bytes())), ("greenhouse-event-id", event_id.into())],
         body.as_bytes().to_vec(),
     )
     .await
 }
 
 fn delivery(aws: &Aws) -> Delivery {
-    Delivery::new(
-        aws.store(),
-        Arc::new(HttpCallback::new(loopback_policy(), Duration::from_secs(5)).unwrap()),
-        1.0,
-    )
+    Delivery::new(aws.store(), Arc::new(HttpCallback::new(loopback_policy(), Duration::from_secs(5)).unwrap()), 1.0)
 }
 
 async fn events_of(api: &relay_core::api::Api, id: i64) -> Vec<Value> {
-    let (status, v) = call(
-        api,
-        "GET",
-        &format!("/instances/{id}/events"),
-        &[admin()],
-        vec![],
-    )
-    .await;
+    let (status, v) = call(api, "GET", &format!("/instances/{id}/events"), &[admin()], vec![]).await;
     assert_eq!(status, 200, "{v}");
     v.as_array().cloned().unwrap()
 }
@@ -84,10 +60,7 @@ async fn ingest_queue_delivery_reaches_the_receiver_signed() {
     let event_id = v["eventId"].as_str().unwrap().to_owned();
     // A duplicate is answered with the same id and queues nothing.
     let (status, dup) = webhook(&api, id, body, "gh-1").await;
-    assert_eq!(
-        (status, dup["eventId"].as_str()),
-        (200, Some(event_id.as_str()))
-    );
+    assert_eq!((status, dup["eventId"].as_str()), (200, Some(event_id.as_str())));
 
     let event = aws.receive_event().await;
     assert_eq!(event.records.len(), 1, "exactly one message queued");
@@ -104,20 +77,14 @@ async fn ingest_queue_delivery_reaches_the_receiver_signed() {
         use hmac::{Hmac, KeyInit, Mac};
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SIGNING_KEY.as_bytes()).unwrap();
         mac.update(sent);
-        let want = format!(
-            "sha256={}",
-            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-        );
+        let want = format!("sha256={}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
         assert_eq!(headers["elements-webhook-signature"], want.as_str());
     }
     let events = events_of(&api, id).await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["status"], "delivered");
     assert_eq!(events[0]["attempts"][0]["statusCode"], 200);
-    assert!(
-        aws.receive_event().await.records.is_empty(),
-        "nothing left on the queue"
-    );
+    assert!(aws.receive_event().await.records.is_empty(), "nothing left on the queue");
 }
 
 #[tokio::test]
@@ -128,23 +95,14 @@ async fn a_failed_attempt_changes_visibility_and_is_a_batch_item_failure() {
     rx.script.lock().unwrap().push(500);
     let inst = instance(&api, &rx.url).await;
     let id = inst["id"].as_i64().unwrap();
-    webhook(
-        &api,
-        id,
-        r#"{"action":"job_created","payload":{"job":{"id":5}}}"#,
-        "f-1",
-    )
-    .await;
+    webhook(&api, id, r#"{"action":"job_created","payload":{"job":{"id":5}}}"#, "f-1").await;
     let event = aws.receive_event().await;
     let message_id = event.records[0].message_id.clone().unwrap();
     let response = delivery(&aws).handle_batch(event).await;
     assert_eq!(response.batch_item_failures.len(), 1);
     assert_eq!(response.batch_item_failures[0].item_identifier, message_id);
     // Visibility is now the first retry delay (5 s ± 20 %): invisible at once, back within ~6 s.
-    assert!(
-        aws.receive_event().await.records.is_empty(),
-        "visible again too early"
-    );
+    assert!(aws.receive_event().await.records.is_empty(), "visible again too early");
     let events = events_of(&api, id).await;
     assert_eq!(events[0]["status"], "pending");
     assert_eq!(events[0]["attempts"][0]["statusCode"], 500);
@@ -156,22 +114,10 @@ async fn a_failed_attempt_changes_visibility_and_is_a_batch_item_failure() {
         }
         again = aws.receive_event().await;
     }
-    assert_eq!(
-        again.records.len(),
-        1,
-        "the message comes back after its delay"
-    );
-    let receives: u32 = again.records[0].attributes["ApproximateReceiveCount"]
-        .parse()
-        .unwrap();
+    assert_eq!(again.records.len(), 1, "the message comes back after its delay");
+    let receives: u32 = again.records[0].attributes["ApproximateReceiveCount"].parse().unwrap();
     assert_eq!(receives, 2);
-    assert!(
-        delivery(&aws)
-            .handle_batch(again)
-            .await
-            .batch_item_failures
-            .is_empty()
-    );
+    assert!(delivery(&aws).handle_batch(again).await.batch_item_failures.is_empty());
     let events = events_of(&api, id).await;
     assert_eq!(events[0]["status"], "delivered");
     assert_eq!(events[0]["attempts"].as_array().unwrap().len(), 2);
@@ -185,89 +131,36 @@ async fn the_last_attempt_records_a_dead_letter_and_redelivery_requeues_it() {
     rx.script.lock().unwrap().push(503);
     let inst = instance(&api, &rx.url).await;
     let id = inst["id"].as_i64().unwrap();
-    let (_, v) = webhook(
-        &api,
-        id,
-        r#"{"action":"job_deleted","payload":{"job":{"id":9}}}"#,
-        "dl-1",
-    )
-    .await;
+    let (_, v) = webhook(&api, id, r#"{"action":"job_deleted","payload":{"job":{"id":9}}}"#, "dl-1").await;
     let event_id = v["eventId"].as_str().unwrap().to_owned();
     let mut event = aws.receive_event().await;
     // As SQS reports it on the 8th receive: this attempt is the last of the schedule.
-    event.records[0]
-        .attributes
-        .insert("ApproximateReceiveCount".into(), "8".into());
+    event.records[0].attributes.insert("ApproximateReceiveCount".into(), "8".into());
     let response = delivery(&aws).handle_batch(event).await;
-    assert!(
-        response.batch_item_failures.is_empty(),
-        "a dead letter is recorded, not retried"
-    );
+    assert!(response.batch_item_failures.is_empty(), "a dead letter is recorded, not retried");
     let events = events_of(&api, id).await;
     assert_eq!(events[0]["status"], "failed");
     assert_eq!(events[0]["deadLetterReason"], "all attempts failed");
     assert_eq!(events[0]["attempts"][0]["attempt"], 8);
 
-    let (status, v) = call(
-        &api,
-        "POST",
-        &format!("/instances/{id}/events/{event_id}/redeliver"),
-        &[admin()],
-        vec![],
-    )
-    .await;
+    let (status, v) = call(&api, "POST", &format!("/instances/{id}/events/{event_id}/redeliver"), &[admin()], vec![]).await;
     assert_eq!(status, 200, "{v}");
     // Again while pending: a no-op (200), and no second message.
-    let (status, v) = call(
-        &api,
-        "POST",
-        &format!("/instances/{id}/events/{event_id}/redeliver"),
-        &[admin()],
-        vec![],
-    )
-    .await;
+    let (status, v) = call(&api, "POST", &format!("/instances/{id}/events/{event_id}/redeliver"), &[admin()], vec![]).await;
     assert_eq!(status, 200, "{v}");
-    let (status, _) = call(
-        &api,
-        "POST",
-        &format!("/instances/{id}/events/no-such-event/redeliver"),
-        &[admin()],
-        vec![],
-    )
-    .await;
+    let (status, _) = call(&api, "POST", &format!("/instances/{id}/events/no-such-event/redeliver"), &[admin()], vec![]).await;
     assert_eq!(status, 404);
     let event = aws.receive_event().await;
     assert_eq!(event.records.len(), 1);
     let message = QueueMessage::decode(event.records[0].body.as_deref().unwrap()).unwrap();
-    assert_eq!(
-        (message.event_id.as_str(), message.series),
-        (event_id.as_str(), 1)
-    );
-    assert!(
-        delivery(&aws)
-            .handle_batch(event)
-            .await
-            .batch_item_failures
-            .is_empty()
-    );
+    assert_eq!((message.event_id.as_str(), message.series), (event_id.as_str(), 1));
+    assert!(delivery(&aws).handle_batch(event).await.batch_item_failures.is_empty());
     let events = events_of(&api, id).await;
     assert_eq!(events[0]["status"], "delivered");
-    let series: Vec<Value> = events[0]["attempts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["series"].clone())
-        .collect();
+    let series: Vec<Value> = events[0]["attempts"].as_array().unwrap().iter().map(|a| a["series"].clone()).collect();
     assert_eq!(series, vec![json!(0), json!(1)]);
     // Bulk redelivery of failed ones finds none now.
-    let (_, v) = call(
-        &api,
-        "POST",
-        &format!("/instances/{id}/events/redeliver?status=failed"),
-        &[admin()],
-        vec![],
-    )
-    .await;
+    let (_, v) = call(&api, "POST", &format!("/instances/{id}/events/redeliver?status=failed"), &[admin()], vec![]).await;
     assert_eq!(v["redelivered"], 0);
 }
 
@@ -278,11 +171,7 @@ async fn ingest_answers_503_when_the_emulator_is_down() {
     let inst = instance(&aws.api(), &rx.url).await;
     let id = inst["id"].as_i64().unwrap();
     // Same table and queue names, an endpoint where nothing listens.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let conf = sdk_config(&format!("http://127.0.0.1:{port}")).await;
     let down = relay_aws::DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&conf),
@@ -290,52 +179,19 @@ async fn ingest_answers_503_when_the_emulator_is_down() {
         relay_aws::Queue::new(aws_sdk_sqs::Client::new(&conf), aws.queue_url.clone()),
     );
     let env = aws.env();
-    let api = relay_aws::lambda::api(
-        &env,
-        down,
-        Arc::new(HttpCallback::new(loopback_policy(), Duration::from_secs(1)).unwrap()),
-    );
-    let (status, v) = webhook(
-        &api,
-        id,
-        r#"{"action":"job_created","payload":{"job":{"id":1}}}"#,
-        "down",
-    )
-    .await;
+    let api = relay_aws::lambda::api(&env, down, Arc::new(HttpCallback::new(loopback_policy(), Duration::from_secs(1)).unwrap()));
+    let (status, v) = webhook(&api, id, r#"{"action":"job_created","payload":{"job":{"id":1}}}"#, "down").await;
     assert_eq!(status, 503, "{v}");
     assert!(v["message"].is_string() && v["requestId"].is_string());
     // DynamoDB up, SQS down: still 503, and nothing is marked as seen, so Greenhouse's retry is
     // queued (a duplicate at worst, never a loss).
-    let half = relay_aws::DynamoStore::new(
-        aws.dynamo.clone(),
-        aws.table.clone(),
-        relay_aws::Queue::new(aws_sdk_sqs::Client::new(&conf), aws.queue_url.clone()),
-    );
-    let api = relay_aws::lambda::api(
-        &env,
-        half,
-        Arc::new(HttpCallback::new(loopback_policy(), Duration::from_secs(1)).unwrap()),
-    );
-    let (status, _) = webhook(
-        &api,
-        id,
-        r#"{"action":"job_created","payload":{"job":{"id":2}}}"#,
-        "half",
-    )
-    .await;
+    let half = relay_aws::DynamoStore::new(aws.dynamo.clone(), aws.table.clone(), relay_aws::Queue::new(aws_sdk_sqs::Client::new(&conf), aws.queue_url.clone()));
+    let api = relay_aws::lambda::api(&env, half, Arc::new(HttpCallback::new(loopback_policy(), Duration::from_secs(1)).unwrap()));
+    let (status, _) = webhook(&api, id, r#"{"action":"job_created","payload":{"job":{"id":2}}}"#, "half").await;
     assert_eq!(status, 503);
-    let (status, v) = webhook(
-        &aws.api(),
-        id,
-        r#"{"action":"job_created","payload":{"job":{"id":2}}}"#,
-        "half",
-    )
-    .await;
+    let (status, v) = webhook(&aws.api(), id, r#"{"action":"job_created","payload":{"job":{"id":2}}}"#, "half").await;
     assert_eq!(status, 200);
-    assert!(
-        v.get("duplicate").is_none(),
-        "the retry after a 503 is queued, not deduped: {v}"
-    );
+    assert!(v.get("duplicate").is_none(), "the retry after a 503 is queued, not deduped: {v}");
     assert_eq!(aws.receive_event().await.records.len(), 1);
 }
 
@@ -361,29 +217,19 @@ async fn every_sample_event_works_with_its_handler() {
                 let req = lambda_http::request::from_str(&text).expect("an API Gateway v2 event");
                 let resp = relay_aws::lambda::handle_http(&api, req).await;
                 assert_eq!(resp.status(), 200, "{name}: {:?}", resp.body());
-                assert_eq!(
-                    aws.receive_event().await.records.len(),
-                    1,
-                    "{name} queued one notification"
-                );
+                assert_eq!(aws.receive_event().await.records.len(), 1, "{name} queued one notification");
             }
             "instances-apigw-v2.json" => {
                 let req = lambda_http::request::from_str(&text).expect("an API Gateway v2 event");
                 let resp = relay_aws::lambda::handle_http(&api, req).await;
                 assert_eq!(resp.status(), 200, "{name}");
-                let lambda_http::Body::Text(body) = resp.body() else {
-                    panic!("{name}: not a text body")
-                };
+                let lambda_http::Body::Text(body) = resp.body() else { panic!("{name}: not a text body") };
                 let v: Value = serde_json::from_str(body).unwrap();
-                assert_eq!(
-                    v["webhookUrl"],
-                    "https://abc123.execute-api.us-east-1.amazonaws.com/events/greenhouse/1"
-                );
+                assert_eq!(v["webhookUrl"], "https://abc123.execute-api.us-east-1.amazonaws.com/events/greenhouse/1");
                 assert!(!body.contains(VENDOR_KEY) && !body.contains(SIGNING_KEY));
             }
             "delivery-sqs.json" => {
-                let event: aws_lambda_events::event::sqs::SqsEvent =
-                    serde_json::from_str(&text).expect("an SQS event");
+                let event: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_str(&text).expect("an SQS event");
                 let response = delivery(&aws).handle_batch(event).await;
                 assert!(response.batch_item_failures.is_empty(), "{name}");
                 let got = rx.got.lock().unwrap().clone();

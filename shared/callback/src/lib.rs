@@ -28,13 +28,8 @@ impl Resolve for PolicyResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = self.policy.clone();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = addrs
-                .iter()
-                .copied()
-                .filter(|a| policy.is_allowed(a.ip()))
-                .collect();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = addrs.iter().copied().filter(|a| policy.is_allowed(a.ip())).collect();
             if allowed.is_empty() {
                 return Err(Box::new(Blocked) as Box<dyn std::error::Error + Send + Sync>);
             }
@@ -53,11 +48,7 @@ pub struct HttpCallback {
 
 impl HttpCallback {
     pub fn new(policy: NetworkPolicy, timeout: Duration) -> Result<Self, String> {
-        Ok(HttpCallback {
-            client: OnceLock::new(),
-            policy: Arc::new(policy),
-            timeout,
-        })
+        Ok(HttpCallback { client: OnceLock::new(), policy: Arc::new(policy), timeout })
     }
 
     /// Builds the HTTP client now (where it should be ready before the first delivery).
@@ -71,9 +62,7 @@ impl HttpCallback {
                 reqwest::Client::builder()
                     .user_agent(relay_core::notification::USER_AGENT)
                     .redirect(reqwest::redirect::Policy::none())
-                    .dns_resolver(Arc::new(PolicyResolver {
-                        policy: self.policy.clone(),
-                    }))
+                    .dns_resolver(Arc::new(PolicyResolver { policy: self.policy.clone() }))
                     .connect_timeout(self.timeout)
                     .pool_idle_timeout(Duration::from_secs(60))
                     .pool_max_idle_per_host(64)
@@ -115,12 +104,7 @@ impl Callback for HttpCallback {
         }
     }
 
-    async fn post(
-        &self,
-        url: &str,
-        headers: &[(&'static str, String)],
-        body: &[u8],
-    ) -> CallbackResponse {
+    async fn post(&self, url: &str, headers: &[(&'static str, String)], body: &[u8]) -> CallbackResponse {
         let started = Instant::now();
         let parsed = match self.policy.check_url(url) {
             Ok(u) => u,
@@ -129,9 +113,7 @@ impl Callback for HttpCallback {
         if parsed.scheme() == "http" {
             // Plain http only to allow-listed networks: judge the name's addresses now.
             if let Some(Host::Domain(name)) = parsed.host() {
-                let addrs = self
-                    .resolve(name, parsed.port_or_known_default().unwrap_or(80))
-                    .await;
+                let addrs = self.resolve(name, parsed.port_or_known_default().unwrap_or(80)).await;
                 if let Err(e) = self.policy.check_resolved(&parsed, &addrs) {
                     return self.blocked(e, started);
                 }
@@ -149,10 +131,7 @@ impl Callback for HttpCallback {
                 };
             }
         };
-        let mut req = client
-            .post(parsed)
-            .timeout(self.timeout)
-            .body(body.to_vec());
+        let mut req = client.post(parsed).timeout(self.timeout).body(body.to_vec());
         for (name, value) in headers {
             req = req.header(*name, value);
         }
@@ -169,26 +148,15 @@ impl Callback for HttpCallback {
                     AttemptResult::Failed
                 };
                 let error = match result {
-                    AttemptResult::Blocked => {
-                        "blocked: the callback host resolves only to refused addresses".to_owned()
-                    }
+                    AttemptResult::Blocked => "blocked: the callback host resolves only to refused addresses".to_owned(),
                     AttemptResult::TimedOut => format!("timed out after {:?}", self.timeout),
                     _ => error_chain(&e),
                 };
-                return CallbackResponse {
-                    result,
-                    status_code: None,
-                    error: Some(error),
-                    body_excerpt: String::new(),
-                    duration: started.elapsed(),
-                };
+                return CallbackResponse { result, status_code: None, error: Some(error), body_excerpt: String::new(), duration: started.elapsed() };
             }
         };
         let status = response.status().as_u16();
-        let now_unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let now_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -196,19 +164,11 @@ impl Callback for HttpCallback {
             .and_then(|v| retry::parse_retry_after(v, now_unix));
         let (excerpt, body_error) = read_excerpt(response).await;
         let timed_out = body_error.as_ref().is_some_and(|e| e.is_timeout());
-        let result = if timed_out {
-            AttemptResult::TimedOut
-        } else {
-            AttemptResult::Answered {
-                status,
-                retry_after,
-            }
-        };
+        let result = if timed_out { AttemptResult::TimedOut } else { AttemptResult::Answered { status, retry_after } };
         CallbackResponse {
             result,
             status_code: Some(status),
-            error: body_error
-                .map(|e| format!("reading the response: {}", error_chain(&e.without_url()))),
+            error: body_error.map(|e| format!("reading the response: {}", error_chain(&e.without_url()))),
             body_excerpt: String::from_utf8_lossy(&excerpt).into_owned(),
             duration: started.elapsed(),
         }

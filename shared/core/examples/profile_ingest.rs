@@ -13,10 +13,7 @@ fn time<T>(label: &str, n: u32, mut f: impl FnMut() -> T) {
     for _ in 0..n {
         std::hint::black_box(f());
     }
-    println!(
-        "{label:<28} {:>8.0} ns",
-        t.elapsed().as_nanos() as f64 / n as f64
-    );
+    println!("{label:<28} {:>8.0} ns", t.elapsed().as_nanos() as f64 / n as f64);
 }
 
 fn main() {
@@ -30,44 +27,21 @@ fn main() {
             name: "n".into(),
             tags: vec![],
             configuration: Default::default(),
-            settings: Settings {
-                events_enabled: true,
-                callback_url: None,
-                signature_key: Some("k".into()),
-                vendor_keys: vec![secret.clone()],
-            },
+            settings: Settings { events_enabled: true, callback_url: None, signature_key: Some("k".into()), vendor_keys: vec![secret.clone()] },
         },
         token_hash: String::new(),
         created_at_ms: 0,
         last_ping: None,
     };
     let n = 20_000;
-    time("verify", n, || {
-        greenhouse::verify_signature(Some(sig.as_bytes()), &body, &[&secret])
-    });
-    time("parse_webhook", n, || {
-        greenhouse::parse_webhook(&body).is_ok()
-    });
+    time("verify", n, || greenhouse::verify_signature(Some(sig.as_bytes()), &body, &[&secret]));
+    time("parse_webhook", n, || greenhouse::parse_webhook(&body).is_ok());
     time("from_utf8", n, || std::str::from_utf8(&body).is_ok());
-    time("rfc3339", n, || {
-        relay_core::ports::rfc3339(1_772_473_211_000)
-    });
+    time("rfc3339", n, || relay_core::ports::rfc3339(1_772_473_211_000));
     time("event_id", n, || notification::event_id(1, "gh:e", 0));
-    time("prepare (all)", n, || {
-        prepare(&inst, Some(sig.as_bytes()), Some("e"), &body, 0).is_ok()
-    });
-    let Ok(Prepared::Notifications { notifications, .. }) =
-        prepare(&inst, Some(sig.as_bytes()), Some("e"), &body, 0)
-    else {
-        panic!()
-    };
-    time("headers (sign)", n, || {
-        notification::headers(&notifications[0].body, "e", Some(b"k"), 0).len()
-    });
-    time("naive Value", n, || {
-        serde_json::from_slice::<serde_json::Value>(&body).is_ok()
-    });
-    time("IgnoredAny", n, || {
-        serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok()
-    });
+    time("prepare (all)", n, || prepare(&inst, Some(sig.as_bytes()), Some("e"), &body, 0).is_ok());
+    let Ok(Prepared::Notifications { notifications, .. }) = prepare(&inst, Some(sig.as_bytes()), Some("e"), &body, 0) else { panic!() };
+    time("headers (sign)", n, || notification::headers(&notifications[0].body, "e", Some(b"k"), 0).len());
+    time("naive Value", n, || serde_json::from_slice::<serde_json::Value>(&body).is_ok());
+    time("IgnoredAny", n, || serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok());
 }

@@ -83,10 +83,7 @@ impl ApiError {
         if let ApiError::Unavailable = self {
             tracing::error!(request_id, "answered 503: storage unavailable");
         }
-        json_response(
-            self.status(),
-            &json!({"message": self.to_string(), "requestId": request_id}),
-        )
+        json_response(self.status(), &json!({"message": self.to_string(), "requestId": request_id}))
     }
 }
 
@@ -108,9 +105,7 @@ impl From<IngestError> for ApiError {
 impl From<ManageError> for ApiError {
     fn from(e: ManageError) -> Self {
         match e {
-            ManageError::Invalid(ConfigError { field, message }) => {
-                ApiError::BadRequest(format!("{field}: {message}"))
-            }
+            ManageError::Invalid(ConfigError { field, message }) => ApiError::BadRequest(format!("{field}: {message}")),
             ManageError::BadQuery(m) => ApiError::BadRequest(m),
             ManageError::NotFound(m) => ApiError::NotFound(m),
             ManageError::Unavailable(e) => {
@@ -125,10 +120,7 @@ pub fn json_response(status: StatusCode, value: &Value) -> Response<Bytes> {
     let body = serde_json::to_vec(value).unwrap_or_default();
     let mut r = Response::new(Bytes::from(body));
     *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
     r
 }
 
@@ -172,10 +164,7 @@ impl Api {
         let method = req.method().clone();
         // Only the management routes need these; the webhook hot path skips them.
         let query = || parse_query(req.uri().query());
-        let base = || match (
-            &self.config.public_base_url,
-            req.extensions().get::<PublicBaseUrl>(),
-        ) {
+        let base = || match (&self.config.public_base_url, req.extensions().get::<PublicBaseUrl>()) {
             (None, Some(PublicBaseUrl(b))) => b.trim_end_matches('/').to_owned(),
             _ => self.public_base_url(req.headers()),
         };
@@ -187,22 +176,13 @@ impl Api {
             (["instances"], &Method::POST) => {
                 self.authorize(req.headers(), None).await?;
                 let (instance, token, secret) = self.manage().create(req.body()).await?;
-                ok(instance_json(
-                    &instance,
-                    &base(),
-                    Some(&token),
-                    secret.as_deref(),
-                ))
+                ok(instance_json(&instance, &base(), Some(&token), secret.as_deref()))
             }
             (["instances"], &Method::GET) => {
                 self.authorize(req.headers(), None).await?;
                 let list = self.manage().list().await?;
                 let base = base();
-                ok(Value::Array(
-                    list.iter()
-                        .map(|i| instance_json(i, &base, None, None))
-                        .collect(),
-                ))
+                ok(Value::Array(list.iter().map(|i| instance_json(i, &base, None, None)).collect()))
             }
             (["instances"], m) => Err(ApiError::MethodNotAllowed(m.clone())),
             (["instances", id], m) => {
@@ -210,21 +190,11 @@ impl Api {
                 match *m {
                     Method::GET => {
                         self.authorize(req.headers(), Some(id)).await?;
-                        ok(instance_json(
-                            &self.manage().get(id).await?,
-                            &base(),
-                            None,
-                            None,
-                        ))
+                        ok(instance_json(&self.manage().get(id).await?, &base(), None, None))
                     }
                     Method::PATCH | Method::PUT => {
                         self.authorize(req.headers(), None).await?;
-                        ok(instance_json(
-                            &self.manage().patch(id, req.body()).await?,
-                            &base(),
-                            None,
-                            None,
-                        ))
+                        ok(instance_json(&self.manage().patch(id, req.body()).await?, &base(), None, None))
                     }
                     Method::DELETE => {
                         self.authorize(req.headers(), None).await?;
@@ -253,19 +223,14 @@ impl Api {
                 ok(json!({"eventId": event_id, "status": "pending"}))
             }
             (["instances", _, "events", ..], m) => Err(ApiError::MethodNotAllowed(m.clone())),
-            _ => Err(ApiError::NotFound(format!(
-                "no route for {method} {}",
-                req.uri().path()
-            ))),
+            _ => Err(ApiError::NotFound(format!("no route for {method} {}", req.uri().path()))),
         }
     }
 
     async fn ingest(&self, id: i64, req: &Request<Bytes>) -> Result<Response<Bytes>, ApiError> {
         let headers = req.headers();
         let signature = headers.get("signature").map(|v| v.as_bytes());
-        let gh_event_id = headers
-            .get("greenhouse-event-id")
-            .and_then(|v| v.to_str().ok());
+        let gh_event_id = headers.get("greenhouse-event-id").and_then(|v| v.to_str().ok());
         let outcome = ingest::accept_webhook(
             self.instances.as_ref(),
             self.events.as_ref(),
@@ -278,9 +243,7 @@ impl Api {
         .await?;
         let body = match outcome {
             IngestOutcome::Queued { event_id } => json!({"eventId": event_id}),
-            IngestOutcome::Duplicate { event_id } => {
-                json!({"eventId": event_id, "duplicate": true})
-            }
+            IngestOutcome::Duplicate { event_id } => json!({"eventId": event_id, "duplicate": true}),
             IngestOutcome::Ping => json!({"ping": true}),
         };
         Ok(json_response(StatusCode::OK, &body))
@@ -290,28 +253,17 @@ impl Api {
         if let Some(base) = &self.config.public_base_url {
             return base.trim_end_matches('/').to_owned();
         }
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
-        let proto = headers
-            .get("x-forwarded-proto")
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("http");
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        let proto = headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()).unwrap_or("http");
         format!("{proto}://{host}")
     }
 
     /// Admin credentials, or (where `scope` names an instance) that instance's token.
     async fn authorize(&self, headers: &HeaderMap, scope: Option<i64>) -> Result<(), ApiError> {
         let denied = || ApiError::Unauthorized("missing or wrong Authorization header".into());
-        let value = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(denied)?;
+        let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(denied)?;
         if let Some(token) = value.trim().strip_prefix("Element ") {
-            let Some(id) = scope else {
-                return Err(denied());
-            };
+            let Some(id) = scope else { return Err(denied()) };
             let instance = self.instances.get(id).await.map_err(|e| {
                 tracing::error!(error = %e, "instance lookup failed during authorization");
                 ApiError::Unavailable
@@ -332,10 +284,7 @@ impl Api {
             }
         }
         match (user, org) {
-            (Some(u), Some(o))
-                if same_secret(u, &self.config.admin_user_secret)
-                    & same_secret(o, &self.config.admin_org_secret) =>
-            {
+            (Some(u), Some(o)) if same_secret(u, &self.config.admin_user_secret) & same_secret(o, &self.config.admin_org_secret) => {
                 Ok(())
             }
             _ => Err(denied()),
@@ -362,7 +311,5 @@ fn parse_query(q: Option<&str>) -> Map<String, Value> {
 }
 
 fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }

@@ -5,10 +5,7 @@ use std::time::Duration;
 use rand::RngExt;
 
 use crate::notification;
-use crate::ports::{
-    AttemptLog, Callback, CallbackResponse, Clock, Events, Instances, NextStep, QueuedEvent,
-    StoreError,
-};
+use crate::ports::{AttemptLog, Callback, CallbackResponse, Clock, Events, Instances, NextStep, QueuedEvent, StoreError};
 use crate::retry::{self, AttemptResult, Decision};
 
 #[derive(Debug, Clone, Copy)]
@@ -41,25 +38,18 @@ pub async fn deliver(
             None => refused("the instance has no callback URL"),
             Some(url) => {
                 let key = i.settings().signature_key.as_deref().map(str::as_bytes);
-                let headers =
-                    notification::headers(&event.body, &event.event_id, key, started / 1000);
+                let headers = notification::headers(&event.body, &event.event_id, key, started / 1000);
                 callback.post(url, &headers, &event.body).await
             }
         },
     };
     let attempt = event.attempts + 1;
-    let decision = retry::decide(
-        attempt,
-        &response.result,
-        rand::rng().random_range(-1.0..=1.0),
-    );
+    let decision = retry::decide(attempt, &response.result, rand::rng().random_range(-1.0..=1.0));
     let next = match decision {
         Decision::Delivered => NextStep::Delivered,
         Decision::RetryAfter(delay) => {
             let delay = delay.mul_f64(config.time_scale.max(0.0));
-            NextStep::RetryAt {
-                at_ms: clock.now_ms() + delay.as_millis() as i64,
-            }
+            NextStep::RetryAt { at_ms: clock.now_ms() + delay.as_millis() as i64 }
         }
         Decision::DeadLetter(reason) => NextStep::DeadLettered(reason),
     };
@@ -73,12 +63,8 @@ pub async fn deliver(
         response_body: response.body_excerpt,
     };
     match &next {
-        NextStep::Delivered => {
-            tracing::info!(event_id = %event.event_id, instance_id = event.instance_id, attempt, status = ?log.status_code, "delivered")
-        }
-        _ => {
-            tracing::warn!(event_id = %event.event_id, instance_id = event.instance_id, attempt, status = ?log.status_code, error = ?log.error, next = ?next, "delivery attempt failed")
-        }
+        NextStep::Delivered => tracing::info!(event_id = %event.event_id, instance_id = event.instance_id, attempt, status = ?log.status_code, "delivered"),
+        _ => tracing::warn!(event_id = %event.event_id, instance_id = event.instance_id, attempt, status = ?log.status_code, error = ?log.error, next = ?next, "delivery attempt failed"),
     }
     events.record_attempt(event, log, next.clone()).await?;
     Ok(next)

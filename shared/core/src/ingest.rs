@@ -6,9 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::greenhouse::{self, Mapping, SignatureError, WebhookError};
 use crate::notification::{self, Context, Notification};
-use crate::ports::{
-    AcceptOutcome, Accepted, Clock, Events, Instance, Instances, StoreError, rfc3339,
-};
+use crate::ports::{AcceptOutcome, Accepted, Clock, Events, Instance, Instances, StoreError, rfc3339};
 
 /// Greenhouse retries for about 15 hours; a repeat within this window is a duplicate.
 pub const DEDUPE_WINDOW: Duration = Duration::from_secs(72 * 3600);
@@ -37,14 +35,8 @@ pub enum IngestError {
 /// A verified, mapped delivery: what would be queued.
 #[derive(Debug)]
 pub enum Prepared {
-    Ping {
-        web_hook_id: Option<String>,
-    },
-    Notifications {
-        action: String,
-        delivery_key: String,
-        notifications: Vec<Notification>,
-    },
+    Ping { web_hook_id: Option<String> },
+    Notifications { action: String, delivery_key: String, notifications: Vec<Notification> },
 }
 
 /// The pure part of the ingest: verify, parse, map, build. No I/O.
@@ -76,11 +68,7 @@ pub fn prepare(
     };
     let delivery_key = notification::delivery_key(greenhouse_event_id, body);
     let notifications = notification::build(&ctx, &delivery_key, webhook.raw, &events);
-    Ok(Prepared::Notifications {
-        action: webhook.action.into_owned(),
-        delivery_key,
-        notifications,
-    })
+    Ok(Prepared::Notifications { action: webhook.action.into_owned(), delivery_key, notifications })
 }
 
 /// Accepts one delivery for instance `instance_id`.
@@ -104,23 +92,13 @@ pub async fn accept_webhook(
     match prepare(&instance, signature, greenhouse_event_id, body, now)? {
         Prepared::Ping { web_hook_id } => {
             let mut ping = Map::new();
-            ping.insert(
-                "webHookId".into(),
-                web_hook_id.map(Value::String).unwrap_or(Value::Null),
-            );
+            ping.insert("webHookId".into(), web_hook_id.map(Value::String).unwrap_or(Value::Null));
             ping.insert("date".into(), Value::String(rfc3339(now)));
             instances.record_ping(instance.id, ping).await?;
             Ok(IngestOutcome::Ping)
         }
-        Prepared::Notifications {
-            action,
-            delivery_key,
-            notifications,
-        } => {
-            let first = notifications
-                .first()
-                .map(|n| n.event_id.clone())
-                .unwrap_or_default();
+        Prepared::Notifications { action, delivery_key, notifications } => {
+            let first = notifications.first().map(|n| n.event_id.clone()).unwrap_or_default();
             let accepted = Accepted {
                 instance_id: instance.id,
                 delivery_key,

@@ -29,10 +29,7 @@ pub struct ConfigError {
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        field: field.to_owned(),
-        message: message.into(),
-    }
+    ConfigError { field: field.to_owned(), message: message.into() }
 }
 
 /// What the service itself reads from an instance's configuration.
@@ -68,10 +65,7 @@ pub struct InstanceSpec {
 /// `POST /instances`. A missing vendor signature key is generated and returned as `Some`.
 pub fn parse_create(body: &[u8]) -> Result<(InstanceSpec, Option<String>), ConfigError> {
     let doc = parse_object(body)?;
-    let element_key = doc
-        .get("element")
-        .and_then(|e| e.get("key"))
-        .and_then(Value::as_str);
+    let element_key = doc.get("element").and_then(|e| e.get("key")).and_then(Value::as_str);
     if element_key != Some(ELEMENT_KEY) {
         return Err(invalid("element.key", format!("must be \"{ELEMENT_KEY}\"")));
     }
@@ -79,39 +73,21 @@ pub fn parse_create(body: &[u8]) -> Result<(InstanceSpec, Option<String>), Confi
         Some(v) => parse_name(v)?,
         None => return Err(invalid("name", "is required")),
     };
-    let tags = doc
-        .get("tags")
-        .map(parse_tags)
-        .transpose()?
-        .unwrap_or_default();
+    let tags = doc.get("tags").map(parse_tags).transpose()?.unwrap_or_default();
     let mut configuration = match doc.get("configuration") {
         Some(Value::Object(m)) => m.clone(),
         Some(_) => return Err(invalid("configuration", "must be an object")),
         None => return Err(invalid("configuration", "is required")),
     };
-    let generated = if configuration
-        .get(VENDOR_SIGNATURE_KEY)
-        .is_none_or(Value::is_null)
-    {
+    let generated = if configuration.get(VENDOR_SIGNATURE_KEY).is_none_or(Value::is_null) {
         let secret = generate_secret();
-        configuration.insert(
-            VENDOR_SIGNATURE_KEY.to_owned(),
-            Value::String(secret.clone()),
-        );
+        configuration.insert(VENDOR_SIGNATURE_KEY.to_owned(), Value::String(secret.clone()));
         Some(secret)
     } else {
         None
     };
     let (configuration, settings) = normalize(configuration)?;
-    Ok((
-        InstanceSpec {
-            name,
-            tags,
-            configuration,
-            settings,
-        },
-        generated,
-    ))
+    Ok((InstanceSpec { name, tags, configuration, settings }, generated))
 }
 
 /// `PATCH /instances/{id}`: `name`, `tags` and a partial `configuration` (a key set to null
@@ -119,20 +95,11 @@ pub fn parse_create(body: &[u8]) -> Result<(InstanceSpec, Option<String>), Confi
 pub fn apply_patch(current: &InstanceSpec, body: &[u8]) -> Result<InstanceSpec, ConfigError> {
     let doc = parse_object(body)?;
     if let Some(key) = doc.get("element").and_then(|e| e.get("key"))
-        && key.as_str() != Some(ELEMENT_KEY)
-    {
-        return Err(invalid("element.key", format!("must be \"{ELEMENT_KEY}\"")));
-    }
-    let name = doc
-        .get("name")
-        .map(parse_name)
-        .transpose()?
-        .unwrap_or_else(|| current.name.clone());
-    let tags = doc
-        .get("tags")
-        .map(parse_tags)
-        .transpose()?
-        .unwrap_or_else(|| current.tags.clone());
+        && key.as_str() != Some(ELEMENT_KEY) {
+            return Err(invalid("element.key", format!("must be \"{ELEMENT_KEY}\"")));
+        }
+    let name = doc.get("name").map(parse_name).transpose()?.unwrap_or_else(|| current.name.clone());
+    let tags = doc.get("tags").map(parse_tags).transpose()?.unwrap_or_else(|| current.tags.clone());
     let mut configuration = current.configuration.clone();
     match doc.get("configuration") {
         None | Some(Value::Null) => {}
@@ -156,12 +123,7 @@ pub fn apply_patch(current: &InstanceSpec, body: &[u8]) -> Result<InstanceSpec, 
         ));
     }
     let (configuration, settings) = normalize(configuration)?;
-    Ok(InstanceSpec {
-        name,
-        tags,
-        configuration,
-        settings,
-    })
+    Ok(InstanceSpec { name, tags, configuration, settings })
 }
 
 fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ConfigError> {
@@ -175,28 +137,17 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ConfigError> {
 fn parse_name(v: &Value) -> Result<String, ConfigError> {
     match v.as_str().map(str::trim) {
         Some(n) if !n.is_empty() && n.chars().count() <= MAX_NAME_CHARS => Ok(n.to_owned()),
-        _ => Err(invalid(
-            "name",
-            format!("must be a non-empty string of at most {MAX_NAME_CHARS} characters"),
-        )),
+        _ => Err(invalid("name", format!("must be a non-empty string of at most {MAX_NAME_CHARS} characters"))),
     }
 }
 
 fn parse_tags(v: &Value) -> Result<Vec<String>, ConfigError> {
-    let err = || {
-        invalid(
-            "tags",
-            format!("must be an array of at most {MAX_TAGS} strings"),
-        )
-    };
+    let err = || invalid("tags", format!("must be an array of at most {MAX_TAGS} strings"));
     let items = v.as_array().ok_or_else(err)?;
     if items.len() > MAX_TAGS {
         return Err(err());
     }
-    items
-        .iter()
-        .map(|t| t.as_str().map(str::to_owned).ok_or_else(err))
-        .collect()
+    items.iter().map(|t| t.as_str().map(str::to_owned).ok_or_else(err)).collect()
 }
 
 fn parse_bool(field: &str, v: &Value) -> Result<bool, ConfigError> {
@@ -204,45 +155,28 @@ fn parse_bool(field: &str, v: &Value) -> Result<bool, ConfigError> {
         Value::Bool(b) => Ok(*b),
         Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
         Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
-        _ => Err(invalid(
-            &format!("configuration.{field}"),
-            "must be true or false",
-        )),
+        _ => Err(invalid(&format!("configuration.{field}"), "must be true or false")),
     }
 }
 
 fn parse_secret(field: &str, v: &Value) -> Result<String, ConfigError> {
     match v.as_str() {
         Some(s) if !s.is_empty() => Ok(s.to_owned()),
-        _ => Err(invalid(
-            &format!("configuration.{field}"),
-            "must be a non-empty string",
-        )),
+        _ => Err(invalid(&format!("configuration.{field}"), "must be a non-empty string")),
     }
 }
 
 /// Validates the keys the service reads and normalises booleans. The callback URL's network
 /// rules need DNS and are checked by the caller (`network::NetworkPolicy`).
-pub fn normalize(
-    mut configuration: Map<String, Value>,
-) -> Result<(Map<String, Value>, Settings), ConfigError> {
+pub fn normalize(mut configuration: Map<String, Value>) -> Result<(Map<String, Value>, Settings), ConfigError> {
     if let Some(v) = configuration.get(VENDOR_TYPE)
-        && !matches!(v.as_str(), Some("webhooks" | "webhook"))
-    {
-        return Err(invalid(
-            &format!("configuration.{VENDOR_TYPE}"),
-            "must be \"webhooks\"",
-        ));
-    }
+        && !matches!(v.as_str(), Some("webhooks" | "webhook")) {
+            return Err(invalid(&format!("configuration.{VENDOR_TYPE}"), "must be \"webhooks\""));
+        }
     let callback_url = match configuration.get(CALLBACK_URL) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
-        Some(_) => {
-            return Err(invalid(
-                &format!("configuration.{CALLBACK_URL}"),
-                "must be a URL string",
-            ));
-        }
+        Some(_) => return Err(invalid(&format!("configuration.{CALLBACK_URL}"), "must be a URL string")),
     };
     let events_enabled = match configuration.get(EVENTS_ENABLED) {
         None | Some(Value::Null) => callback_url.is_some(),
@@ -250,10 +184,7 @@ pub fn normalize(
     };
     configuration.insert(EVENTS_ENABLED.to_owned(), Value::Bool(events_enabled));
     if events_enabled && callback_url.is_none() {
-        return Err(invalid(
-            &format!("configuration.{CALLBACK_URL}"),
-            "is required when events are enabled",
-        ));
+        return Err(invalid(&format!("configuration.{CALLBACK_URL}"), "is required when events are enabled"));
     }
     let signature_key = match configuration.get(SIGNATURE_KEY) {
         None | Some(Value::Null) => None,
@@ -261,32 +192,19 @@ pub fn normalize(
     };
     let vendor_keys = match configuration.get(VENDOR_SIGNATURE_KEY) {
         None | Some(Value::Null) => vec![],
-        Some(Value::Array(items)) if !items.is_empty() => items
-            .iter()
-            .map(|v| parse_secret(VENDOR_SIGNATURE_KEY, v))
-            .collect::<Result<_, _>>()?,
+        Some(Value::Array(items)) if !items.is_empty() => {
+            items.iter().map(|v| parse_secret(VENDOR_SIGNATURE_KEY, v)).collect::<Result<_, _>>()?
+        }
         Some(Value::Array(_)) => {
-            return Err(invalid(
-                &format!("configuration.{VENDOR_SIGNATURE_KEY}"),
-                "must hold at least one key",
-            ));
+            return Err(invalid(&format!("configuration.{VENDOR_SIGNATURE_KEY}"), "must hold at least one key"));
         }
         Some(v) => vec![parse_secret(VENDOR_SIGNATURE_KEY, v)?],
     };
     if let Some(v) = configuration.get(API_KEY)
-        && !v.is_null()
-    {
-        parse_secret(API_KEY, v)?;
-    }
-    Ok((
-        configuration,
-        Settings {
-            events_enabled,
-            callback_url,
-            signature_key,
-            vendor_keys,
-        },
-    ))
+        && !v.is_null() {
+            parse_secret(API_KEY, v)?;
+        }
+    Ok((configuration, Settings { events_enabled, callback_url, signature_key, vendor_keys }))
 }
 
 /// Configuration keys whose values are secrets: the documented ones and anything named like one.
@@ -304,11 +222,7 @@ pub fn masked(configuration: &Map<String, Value>) -> Map<String, Value> {
     configuration
         .iter()
         .map(|(k, v)| {
-            let v = if is_secret_key(k) && !v.is_null() {
-                Value::String(MASK.to_owned())
-            } else {
-                v.clone()
-            };
+            let v = if is_secret_key(k) && !v.is_null() { Value::String(MASK.to_owned()) } else { v.clone() };
             (k.clone(), v)
         })
         .collect()
@@ -366,18 +280,12 @@ mod tests {
 
     #[test]
     fn a_missing_vendor_key_is_generated_once() {
-        let (spec, generated) = parse_create(&body(
-            json!({"event.notification.callback.url": "https://r.example/"}),
-        ))
-        .unwrap();
+        let (spec, generated) = parse_create(&body(json!({"event.notification.callback.url": "https://r.example/"}))).unwrap();
         let secret = generated.unwrap();
         assert!(secret.starts_with("whsec_") && secret.len() > 40);
         assert_eq!(spec.settings.vendor_keys, vec![secret.clone()]);
         assert!(spec.settings.events_enabled);
-        let (_, other) = parse_create(&body(
-            json!({"event.notification.callback.url": "https://r.example/"}),
-        ))
-        .unwrap();
+        let (_, other) = parse_create(&body(json!({"event.notification.callback.url": "https://r.example/"}))).unwrap();
         assert_ne!(other.unwrap(), secret);
     }
 
@@ -386,48 +294,18 @@ mod tests {
         let field = |b: Vec<u8>| parse_create(&b).unwrap_err().field;
         assert_eq!(field(b"[]".to_vec()), "body");
         assert_eq!(field(b"{".to_vec()), "body");
+        assert_eq!(field(serde_json::to_vec(&json!({"element": {"key": "bamboohr"}, "name": "x", "configuration": {}})).unwrap()), "element.key");
+        assert_eq!(field(serde_json::to_vec(&json!({"element": {"key": "greenhouse"}, "configuration": {}})).unwrap()), "name");
+        assert_eq!(field(body(json!({"event.vendor.type": "polling"}))), "configuration.event.vendor.type");
+        assert_eq!(field(body(json!({"event.notification.enabled": "yes"}))), "configuration.event.notification.enabled");
+        assert_eq!(field(body(json!({"event.notification.enabled": true}))), "configuration.event.notification.callback.url");
+        assert_eq!(field(body(json!({"event.notification.callback.url": 5}))), "configuration.event.notification.callback.url");
         assert_eq!(
-            field(
-                serde_json::to_vec(
-                    &json!({"element": {"key": "bamboohr"}, "name": "x", "configuration": {}})
-                )
-                .unwrap()
-            ),
-            "element.key"
-        );
-        assert_eq!(
-            field(
-                serde_json::to_vec(&json!({"element": {"key": "greenhouse"}, "configuration": {}}))
-                    .unwrap()
-            ),
-            "name"
-        );
-        assert_eq!(
-            field(body(json!({"event.vendor.type": "polling"}))),
-            "configuration.event.vendor.type"
-        );
-        assert_eq!(
-            field(body(json!({"event.notification.enabled": "yes"}))),
-            "configuration.event.notification.enabled"
-        );
-        assert_eq!(
-            field(body(json!({"event.notification.enabled": true}))),
-            "configuration.event.notification.callback.url"
-        );
-        assert_eq!(
-            field(body(json!({"event.notification.callback.url": 5}))),
-            "configuration.event.notification.callback.url"
-        );
-        assert_eq!(
-            field(body(
-                json!({"event.notification.callback.url": "https://x/", "event.vendor.signature.key": []})
-            )),
+            field(body(json!({"event.notification.callback.url": "https://x/", "event.vendor.signature.key": []}))),
             "configuration.event.vendor.signature.key"
         );
         assert_eq!(
-            field(body(
-                json!({"event.notification.callback.url": "https://x/", "event.notification.signature.key": ""})
-            )),
+            field(body(json!({"event.notification.callback.url": "https://x/", "event.notification.signature.key": ""}))),
             "configuration.event.notification.signature.key"
         );
     }
@@ -460,11 +338,7 @@ mod tests {
         assert_eq!(patched.settings.vendor_keys, vec!["v"]);
         assert_eq!(patched.name, "renamed");
         assert_eq!(patched.tags, vec!["acme"]);
-        let err = apply_patch(
-            &spec,
-            br#"{"configuration":{"event.vendor.signature.key":null}}"#,
-        )
-        .unwrap_err();
+        let err = apply_patch(&spec, br#"{"configuration":{"event.vendor.signature.key":null}}"#).unwrap_err();
         assert_eq!(err.field, "configuration.event.vendor.signature.key");
         let err = apply_patch(&spec, br#"{"configuration":{"event.notification.callback.url":null,"event.notification.enabled":true}}"#).unwrap_err();
         assert_eq!(err.field, "configuration.event.notification.callback.url");

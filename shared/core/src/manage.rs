@@ -5,10 +5,7 @@ use url::Host;
 
 use crate::instance::{self, CALLBACK_URL, ConfigError, InstanceSpec};
 use crate::network::NetworkPolicy;
-use crate::ports::{
-    Callback, Clock, EventQuery, EventRecord, EventStatus, Events, Instance, Instances, StoreError,
-    rfc3339,
-};
+use crate::ports::{Callback, Clock, EventQuery, EventRecord, EventStatus, Events, Instance, Instances, StoreError, rfc3339};
 
 pub const DEFAULT_EVENT_LIMIT: usize = 50;
 pub const MAX_EVENT_LIMIT: usize = 500;
@@ -34,12 +31,7 @@ pub struct Manage<'a> {
 }
 
 /// The instance as the API shows it: Cloud Elements fields, secrets masked.
-pub fn instance_json(
-    instance: &Instance,
-    public_base_url: &str,
-    token: Option<&str>,
-    webhook_secret: Option<&str>,
-) -> Value {
+pub fn instance_json(instance: &Instance, public_base_url: &str, token: Option<&str>, webhook_secret: Option<&str>) -> Value {
     let s = &instance.spec;
     let mut v = json!({
         "id": instance.id,
@@ -89,17 +81,11 @@ pub fn event_json(e: &EventRecord) -> Value {
 
 impl Manage<'_> {
     /// Returns the instance, its token (shown once) and the generated vendor secret, if any.
-    pub async fn create(
-        &self,
-        body: &[u8],
-    ) -> Result<(Instance, String, Option<String>), ManageError> {
+    pub async fn create(&self, body: &[u8]) -> Result<(Instance, String, Option<String>), ManageError> {
         let (spec, generated) = instance::parse_create(body)?;
         self.check_callback(&spec).await?;
         let token = instance::generate_token();
-        let created = self
-            .instances
-            .create(spec, instance::token_hash(&token), self.clock.now_ms())
-            .await?;
+        let created = self.instances.create(spec, instance::token_hash(&token), self.clock.now_ms()).await?;
         tracing::info!(instance_id = created.id, "instance created");
         Ok((created, token, generated))
     }
@@ -118,11 +104,7 @@ impl Manage<'_> {
         if spec.settings.callback_url != current.spec.settings.callback_url {
             self.check_callback(&spec).await?;
         }
-        let updated = self
-            .instances
-            .update(id, spec)
-            .await?
-            .ok_or_else(|| not_found(id))?;
+        let updated = self.instances.update(id, spec).await?.ok_or_else(|| not_found(id))?;
         tracing::info!(instance_id = id, "instance updated");
         Ok(updated)
     }
@@ -136,11 +118,7 @@ impl Manage<'_> {
         }
     }
 
-    pub async fn list_events(
-        &self,
-        id: i64,
-        query: &Map<String, Value>,
-    ) -> Result<Vec<EventRecord>, ManageError> {
+    pub async fn list_events(&self, id: i64, query: &Map<String, Value>) -> Result<Vec<EventRecord>, ManageError> {
         self.get(id).await?;
         let q = event_query(query, None)?;
         Ok(self.events.list(id, &q).await?)
@@ -152,50 +130,27 @@ impl Manage<'_> {
         let done = self.events.redeliver(id, &ids, self.clock.now_ms()).await?;
         // Nothing queued: either unknown (404) or already pending (nothing to do, not an error).
         if done.is_empty() && self.events.get(id, event_id).await?.is_none() {
-            return Err(ManageError::NotFound(format!(
-                "instance {id} has no notification {event_id}"
-            )));
+            return Err(ManageError::NotFound(format!("instance {id} has no notification {event_id}")));
         }
         Ok(())
     }
 
     /// `?status=failed&since=<RFC 3339>`: every matching notification is queued again.
-    pub async fn redeliver_many(
-        &self,
-        id: i64,
-        query: &Map<String, Value>,
-    ) -> Result<Vec<String>, ManageError> {
+    pub async fn redeliver_many(&self, id: i64, query: &Map<String, Value>) -> Result<Vec<String>, ManageError> {
         self.get(id).await?;
         let q = event_query(query, Some(EventStatus::Failed))?;
-        let q = EventQuery {
-            limit: q.limit.max(usize::MAX / 2),
-            ..q
-        };
-        let ids: Vec<String> = self
-            .events
-            .list(id, &q)
-            .await?
-            .into_iter()
-            .map(|e| e.event_id)
-            .collect();
+        let q = EventQuery { limit: q.limit.max(usize::MAX / 2), ..q };
+        let ids: Vec<String> = self.events.list(id, &q).await?.into_iter().map(|e| e.event_id).collect();
         Ok(self.events.redeliver(id, &ids, self.clock.now_ms()).await?)
     }
 
     async fn check_callback(&self, spec: &InstanceSpec) -> Result<(), ConfigError> {
-        let Some(url) = &spec.settings.callback_url else {
-            return Ok(());
-        };
+        let Some(url) = &spec.settings.callback_url else { return Ok(()) };
         let field = format!("configuration.{CALLBACK_URL}");
-        let bad = |e: crate::network::CallbackUrlError| ConfigError {
-            field: field.clone(),
-            message: e.to_string(),
-        };
+        let bad = |e: crate::network::CallbackUrlError| ConfigError { field: field.clone(), message: e.to_string() };
         let parsed = self.policy.check_url(url).map_err(bad)?;
         if let Some(Host::Domain(name)) = parsed.host() {
-            let addrs = self
-                .callback
-                .resolve(name, parsed.port_or_known_default().unwrap_or(443))
-                .await;
+            let addrs = self.callback.resolve(name, parsed.port_or_known_default().unwrap_or(443)).await;
             self.policy.check_resolved(&parsed, &addrs).map_err(bad)?;
         }
         Ok(())
@@ -206,17 +161,12 @@ fn not_found(id: i64) -> ManageError {
     ManageError::NotFound(format!("no instance {id}"))
 }
 
-fn event_query(
-    query: &Map<String, Value>,
-    default_status: Option<EventStatus>,
-) -> Result<EventQuery, ManageError> {
+fn event_query(query: &Map<String, Value>, default_status: Option<EventStatus>) -> Result<EventQuery, ManageError> {
     let text = |k: &str| query.get(k).and_then(Value::as_str);
     let status = match text("status") {
         None => default_status,
         Some(s) => Some(EventStatus::parse(s).ok_or_else(|| {
-            ManageError::BadQuery(format!(
-                "status: `{s}` is not one of delivered, failed, pending"
-            ))
+            ManageError::BadQuery(format!("status: `{s}` is not one of delivered, failed, pending"))
         })?),
     };
     let since_ms = match text("since") {
@@ -229,16 +179,8 @@ fn event_query(
         None => DEFAULT_EVENT_LIMIT,
         Some(s) => match s.parse::<usize>() {
             Ok(n) if (1..=MAX_EVENT_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(ManageError::BadQuery(format!(
-                    "limit: must be an integer from 1 to {MAX_EVENT_LIMIT}"
-                )));
-            }
+            _ => return Err(ManageError::BadQuery(format!("limit: must be an integer from 1 to {MAX_EVENT_LIMIT}"))),
         },
     };
-    Ok(EventQuery {
-        status,
-        since_ms,
-        limit,
-    })
+    Ok(EventQuery { status, since_ms, limit })
 }

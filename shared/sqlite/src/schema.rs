@@ -69,27 +69,15 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 fn instance_from_row(r: &Row<'_>) -> rusqlite::Result<Instance> {
-    let bad = |i: usize, e: String| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
-    };
+    let bad = |i: usize, e: String| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into());
     let id: i64 = r.get(0)?;
-    let tags: Vec<String> =
-        serde_json::from_str(&r.get::<_, String>(2)?).map_err(|e| bad(2, e.to_string()))?;
-    let configuration =
-        serde_json::from_str(&r.get::<_, String>(3)?).map_err(|e| bad(3, e.to_string()))?;
-    let (configuration, settings) =
-        instance::normalize(configuration).map_err(|e| bad(3, e.to_string()))?;
-    let last_ping = r
-        .get::<_, Option<String>>(6)?
-        .and_then(|s| serde_json::from_str(&s).ok());
+    let tags: Vec<String> = serde_json::from_str(&r.get::<_, String>(2)?).map_err(|e| bad(2, e.to_string()))?;
+    let configuration = serde_json::from_str(&r.get::<_, String>(3)?).map_err(|e| bad(3, e.to_string()))?;
+    let (configuration, settings) = instance::normalize(configuration).map_err(|e| bad(3, e.to_string()))?;
+    let last_ping = r.get::<_, Option<String>>(6)?.and_then(|s| serde_json::from_str(&s).ok());
     Ok(Instance {
         id,
-        spec: InstanceSpec {
-            name: r.get(1)?,
-            tags,
-            configuration,
-            settings,
-        },
+        spec: InstanceSpec { name: r.get(1)?, tags, configuration, settings },
         token_hash: r.get(4)?,
         created_at_ms: r.get(5)?,
         last_ping,
@@ -99,9 +87,7 @@ fn instance_from_row(r: &Row<'_>) -> rusqlite::Result<Instance> {
 const INSTANCE_COLUMNS: &str = "id, name, tags, configuration, token_hash, created_at, last_ping";
 
 pub fn load_instances(conn: &Connection) -> rusqlite::Result<HashMap<i64, Instance>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE deleted_at IS NULL"
-    ))?;
+    let mut stmt = conn.prepare(&format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE deleted_at IS NULL"))?;
     let rows = stmt.query_map([], instance_from_row)?;
     rows.map(|r| r.map(|i| (i.id, i))).collect()
 }
@@ -116,12 +102,7 @@ pub fn load_instance(conn: &Connection, id: i64) -> rusqlite::Result<Option<Inst
 }
 
 /// The instance's notifications matching `q` (or just `only`, when given), newest first.
-pub fn list_events(
-    conn: &Connection,
-    instance_id: i64,
-    q: &EventQuery,
-    only: Option<&str>,
-) -> rusqlite::Result<Vec<EventRecord>> {
+pub fn list_events(conn: &Connection, instance_id: i64, q: &EventQuery, only: Option<&str>) -> rusqlite::Result<Vec<EventRecord>> {
     let mut sql = String::from(
         "SELECT event_id, instance_id, part, action, status, created_at, updated_at, next_attempt_at,
                 dead_letter_reason, series, body

@@ -66,14 +66,8 @@ impl Worker {
             if last_purge.elapsed() >= PURGE_EVERY {
                 last_purge = tokio::time::Instant::now();
                 let now = self.clock.now_ms();
-                match self
-                    .store
-                    .purge(now, now - self.config.retention.as_millis() as i64)
-                    .await
-                {
-                    Ok(n) if n > 0 => {
-                        tracing::info!(rows = n, "purged expired dedupe keys and old deliveries")
-                    }
+                match self.store.purge(now, now - self.config.retention.as_millis() as i64).await {
+                    Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired dedupe keys and old deliveries"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "purge failed"),
                 }
@@ -97,8 +91,7 @@ impl Worker {
                     self.config.idle_poll
                 } else {
                     match self.store.next_due_after(now).await {
-                        Ok(Some(at)) => Duration::from_millis((at - now).max(1) as u64)
-                            .min(self.config.idle_poll),
+                        Ok(Some(at)) => Duration::from_millis((at - now).max(1) as u64).min(self.config.idle_poll),
                         _ => self.config.idle_poll,
                     }
                 };
@@ -112,19 +105,12 @@ impl Worker {
                 continue;
             }
             for event in claimed {
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    break;
-                };
+                let Ok(permit) = permits.clone().try_acquire_owned() else { break };
                 if let Ok(mut s) = in_flight.lock() {
                     s.insert(event.event_id.clone());
                 }
-                let (store, callback, clock) = (
-                    self.store.clone(),
-                    self.callback.clone(),
-                    self.clock.clone(),
-                );
-                let (in_flight, finished, config) =
-                    (in_flight.clone(), finished.clone(), self.config.delivery);
+                let (store, callback, clock) = (self.store.clone(), self.callback.clone(), self.clock.clone());
+                let (in_flight, finished, config) = (in_flight.clone(), finished.clone(), self.config.delivery);
                 tasks.spawn(async move {
                     if let Err(e) = delivery::deliver(&store, &store, callback.as_ref(), clock.as_ref(), config, &event).await {
                         // Not recorded: the notification stays pending and is attempted again.
@@ -143,10 +129,7 @@ impl Worker {
         })
         .await;
         if drained.is_err() {
-            tracing::warn!(
-                left = tasks.len(),
-                "shutdown: deliveries still in flight are abandoned; they stay pending"
-            );
+            tracing::warn!(left = tasks.len(), "shutdown: deliveries still in flight are abandoned; they stay pending");
         }
     }
 }

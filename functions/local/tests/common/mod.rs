@@ -38,11 +38,7 @@ impl Received {
         serde_json::from_slice(&self.body).expect("notification is JSON")
     }
     pub fn header(&self, name: &str) -> String {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
     }
 }
 
@@ -56,12 +52,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn status(status: u16) -> Self {
-        Reply {
-            status,
-            retry_after: None,
-            delay: Duration::ZERO,
-            body: String::new(),
-        }
+        Reply { status, retry_after: None, delay: Duration::ZERO, body: String::new() }
     }
 }
 
@@ -84,9 +75,7 @@ impl Receiver {
 
     pub async fn start_on(addr: &str) -> Self {
         let state = Arc::new(ReceiverState::default());
-        let app = axum::Router::new()
-            .fallback(receive)
-            .with_state(state.clone());
+        let app = axum::Router::new().fallback(receive).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -113,33 +102,16 @@ impl Receiver {
             if got.len() >= n {
                 return got;
             }
-            assert!(
-                Instant::now() < deadline,
-                "expected {n} requests, got {} within {within:?}",
-                got.len()
-            );
+            assert!(Instant::now() < deadline, "expected {n} requests, got {} within {within:?}", got.len());
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
 
-async fn receive(
-    State(state): State<Arc<ReceiverState>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> axum::response::Response {
+async fn receive(State(state): State<Arc<ReceiverState>>, headers: HeaderMap, body: axum::body::Bytes) -> axum::response::Response {
     let at = Instant::now();
-    let reply = state
-        .script
-        .lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or(Reply::status(200));
-    state.log.lock().unwrap().push(Received {
-        headers,
-        body: body.to_vec(),
-        at,
-    });
+    let reply = state.script.lock().unwrap().pop_front().unwrap_or(Reply::status(200));
+    state.log.lock().unwrap().push(Received { headers, body: body.to_vec(), at });
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
@@ -168,11 +140,7 @@ impl Server {
     pub async fn start(config: Config) -> Self {
         let running = start(config).await.expect("server starts");
         let base = format!("http://{}", running.addr);
-        Server {
-            running: Some(running),
-            base,
-            http: reqwest::Client::new(),
-        }
+        Server { running: Some(running), base, http: reqwest::Client::new() }
     }
 
     pub async fn stop(mut self) {
@@ -181,31 +149,18 @@ impl Server {
         }
     }
 
-    pub async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        auth: Option<&str>,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+    pub async fn call(&self, method: &str, path: &str, auth: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method.parse().unwrap(), format!("{}{path}", self.base));
         if let Some(a) = auth {
             req = req.header("authorization", a);
         }
         if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(serde_json::to_vec(&b).unwrap());
+            req = req.header("content-type", "application/json").body(serde_json::to_vec(&b).unwrap());
         }
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
     pub async fn create_instance(&self, callback: &str, extra: Value) -> Value {
@@ -227,13 +182,7 @@ impl Server {
     }
 
     /// POSTs a Greenhouse delivery signed with `key`.
-    pub async fn webhook(
-        &self,
-        instance_id: i64,
-        body: &[u8],
-        key: &str,
-        event_id: Option<&str>,
-    ) -> (u16, Value) {
+    pub async fn webhook(&self, instance_id: i64, body: &[u8], key: &str, event_id: Option<&str>) -> (u16, Value) {
         let mut req = self
             .http
             .post(format!("{}/events/greenhouse/{instance_id}", self.base))
@@ -245,46 +194,24 @@ impl Server {
         }
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
-        (
-            status,
-            serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap_or(Value::Null),
-        )
+        (status, serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap_or(Value::Null))
     }
 
     pub async fn events(&self, instance_id: i64, query: &str) -> Vec<Value> {
-        let (status, body) = self
-            .call(
-                "GET",
-                &format!("/instances/{instance_id}/events{query}"),
-                Some(&admin()),
-                None,
-            )
-            .await;
+        let (status, body) = self.call("GET", &format!("/instances/{instance_id}/events{query}"), Some(&admin()), None).await;
         assert_eq!(status, 200, "{body}");
         body.as_array().cloned().unwrap()
     }
 
     /// Waits until the events API shows `event_id` with `status`.
-    pub async fn wait_status(
-        &self,
-        instance_id: i64,
-        event_id: &str,
-        status: &str,
-        within: Duration,
-    ) -> Value {
+    pub async fn wait_status(&self, instance_id: i64, event_id: &str, status: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
         loop {
             let events = self.events(instance_id, "?limit=500").await;
-            if let Some(e) = events
-                .iter()
-                .find(|e| e["eventId"] == event_id && e["status"] == status)
-            {
+            if let Some(e) = events.iter().find(|e| e["eventId"] == event_id && e["status"] == status) {
                 return e.clone();
             }
-            assert!(
-                Instant::now() < deadline,
-                "{event_id} never reached {status}: {events:?}"
-            );
+            assert!(Instant::now() < deadline, "{event_id} never reached {status}: {events:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -301,26 +228,14 @@ pub fn assert_signed(r: &Received, key: &str) {
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
     mac.update(&r.body);
-    assert_eq!(
-        r.header("elements-webhook-signature"),
-        format!("sha256={}", b64.encode(mac.finalize().into_bytes()))
-    );
+    assert_eq!(r.header("elements-webhook-signature"), format!("sha256={}", b64.encode(mac.finalize().into_bytes())));
     let (id, ts) = (r.header("webhook-id"), r.header("webhook-timestamp"));
     let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
     mac.update(format!("{id}.{ts}.").as_bytes());
     mac.update(&r.body);
-    assert_eq!(
-        r.header("webhook-signature"),
-        format!("v1,{}", b64.encode(mac.finalize().into_bytes()))
-    );
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    assert!(
-        (ts.parse::<i64>().unwrap() - now).abs() < 300,
-        "stale webhook-timestamp"
-    );
+    assert_eq!(r.header("webhook-signature"), format!("v1,{}", b64.encode(mac.finalize().into_bytes())));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!((ts.parse::<i64>().unwrap() - now).abs() < 300, "stale webhook-timestamp");
     assert_eq!(r.header("elements-webhook-id"), id);
     assert_eq!(r.json()["message"]["eventId"], id.as_str());
 }
@@ -328,8 +243,6 @@ pub fn assert_signed(r: &Received, key: &str) {
 pub fn fixture(name: &str) -> Vec<u8> {
     let dir = std::env::var("GREENHOUSE_FIXTURES")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/greenhouse")
-        });
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/greenhouse"));
     std::fs::read(dir.join(name)).unwrap()
 }
