@@ -66,41 +66,25 @@ fn instance(secret: &str) -> Instance {
     }
 }
 
-fn core(inst: &Instance, sig: &str, body: &[u8]) -> usize {
-    let Ok(Prepared::Notifications { notifications, .. }) = prepare(
-        inst,
-        Some(sig.as_bytes()),
-        Some("evt-1"),
-        body,
-        1_772_473_211_000,
-    ) else {
+fn notifications(inst: &Instance, sig: &str, body: &[u8]) -> Vec<notification::Notification> {
+    let Ok(Prepared::Notifications { notifications, .. }) =
+        prepare(inst, Some(sig.as_bytes()), Some("evt-1"), body, 1_772_473_211_000)
+    else {
         panic!("fixture refused")
     };
-    let key = inst
-        .settings()
-        .signature_key
-        .as_deref()
-        .map(str::as_bytes)
-        .unwrap_or_default();
     notifications
-        .iter()
-        .map(|n| notification::elements_signature(key, &n.body).len())
-        .sum()
+}
+
+/// verify + parse + map + build + the notification's signature.
+fn core(inst: &Instance, sig: &str, body: &[u8]) -> usize {
+    let key = inst.settings().signature_key.as_deref().map(str::as_bytes).unwrap_or_default();
+    notifications(inst, sig, body).iter().map(|n| notification::elements_signature(key, &n.body).len()).sum()
 }
 
 /// Everything the first attempt needs: the core plus every header, both signatures included.
 fn core_sw(inst: &Instance, sig: &str, body: &[u8]) -> usize {
-    let Ok(Prepared::Notifications { notifications, .. }) = prepare(
-        inst,
-        Some(sig.as_bytes()),
-        Some("evt-1"),
-        body,
-        1_772_473_211_000,
-    ) else {
-        panic!("fixture refused")
-    };
     let key = inst.settings().signature_key.as_deref().map(str::as_bytes);
-    notifications
+    notifications(inst, sig, body)
         .iter()
         .map(|n| notification::headers(&n.body, &n.event_id, key, 1_772_473_211).len())
         .sum()
