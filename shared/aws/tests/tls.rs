@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorSettings};
-use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::result::ConnectorError;
 use relay_aws::http::SdkHttpClient;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -61,21 +62,27 @@ async fn server(answer: bool) -> (u16, CertificateDer<'static>) {
     (port, der)
 }
 
-fn settings(read_timeout: Option<Duration>) -> HttpConnectorSettings {
-    let mut b = HttpConnectorSettings::builder().connect_timeout(Duration::from_secs(3));
+/// One GET through `client`'s connector for these timeouts (3 s connect, optional read).
+async fn get(
+    client: &SdkHttpClient,
+    url: &str,
+    read_timeout: Option<Duration>,
+) -> Result<HttpResponse, ConnectorError> {
+    let mut settings = HttpConnectorSettings::builder().connect_timeout(Duration::from_secs(3));
     if let Some(t) = read_timeout {
-        b = b.read_timeout(t);
+        settings = settings.read_timeout(t);
     }
-    b.build()
+    client
+        .connector_for(&settings.build())
+        .call(HttpRequest::get(url).unwrap())
+        .await
 }
 
 #[tokio::test]
 async fn a_certificate_no_trusted_root_vouches_for_is_refused() {
     let (port, _) = server(true).await;
     let client = SdkHttpClient::with_extra_roots(vec![]).unwrap();
-    let conn = client.connector_for(&settings(None));
-    let err = conn
-        .call(HttpRequest::get(format!("https://localhost:{port}/")).unwrap())
+    let err = get(&client, &format!("https://localhost:{port}/"), None)
         .await
         .unwrap_err();
     let text = format!("{err:?}");
@@ -90,9 +97,7 @@ async fn a_certificate_no_trusted_root_vouches_for_is_refused() {
 async fn an_added_root_is_trusted_and_the_response_comes_back() {
     let (port, der) = server(true).await;
     let client = SdkHttpClient::with_extra_roots(vec![der]).unwrap();
-    let conn = client.connector_for(&settings(None));
-    let resp = conn
-        .call(HttpRequest::get(format!("https://localhost:{port}/")).unwrap())
+    let resp = get(&client, &format!("https://localhost:{port}/"), None)
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
@@ -101,10 +106,8 @@ async fn an_added_root_is_trusted_and_the_response_comes_back() {
         .unwrap()
         .to_bytes();
     assert_eq!(&body[..], b"hello");
-    // The same settings give the same connector (one pool per setting, as the SDK expects).
-    let again = client.connector_for(&settings(None));
-    let resp = again
-        .call(HttpRequest::get(format!("https://localhost:{port}/")).unwrap())
+    // A second request, through the connector cached for the same settings.
+    let resp = get(&client, &format!("https://localhost:{port}/"), None)
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
@@ -120,9 +123,8 @@ async fn the_bundle_named_by_aws_ca_bundle_is_trusted() {
     unsafe { std::env::set_var("AWS_CA_BUNDLE", &path) };
     let client = SdkHttpClient::from_env();
     unsafe { std::env::remove_var("AWS_CA_BUNDLE") };
-    let conn = client.unwrap().connector_for(&settings(None));
-    let resp = conn
-        .call(HttpRequest::get(format!("https://localhost:{port}/")).unwrap())
+    let client = client.unwrap();
+    let resp = get(&client, &format!("https://localhost:{port}/"), None)
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
@@ -156,12 +158,14 @@ fn pem_of(der: &CertificateDer<'_>) -> String {
 async fn a_silent_server_is_a_read_timeout() {
     let (port, der) = server(false).await;
     let client = SdkHttpClient::with_extra_roots(vec![der]).unwrap();
-    let conn = client.connector_for(&settings(Some(Duration::from_millis(300))));
     let started = Instant::now();
-    let err = conn
-        .call(HttpRequest::get(format!("https://localhost:{port}/")).unwrap())
-        .await
-        .unwrap_err();
+    let err = get(
+        &client,
+        &format!("https://localhost:{port}/"),
+        Some(Duration::from_millis(300)),
+    )
+    .await
+    .unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
@@ -173,9 +177,7 @@ async fn a_refused_connection_is_an_io_error_the_sdk_retries() {
         l.local_addr().unwrap().port()
     };
     let client = SdkHttpClient::with_extra_roots(vec![]).unwrap();
-    let conn = client.connector_for(&settings(None));
-    let err = conn
-        .call(HttpRequest::get(format!("http://127.0.0.1:{port}/")).unwrap())
+    let err = get(&client, &format!("http://127.0.0.1:{port}/"), None)
         .await
         .unwrap_err();
     assert!(err.is_io(), "{err:?}");
