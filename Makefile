@@ -63,7 +63,8 @@ invoke: $(VENV)/.installed ## Run a function locally on a sample: make invoke FN
 
 coldstart: ## Cold start of the ingest binary vs a hello-world lambda_runtime binary (release, same run)
 	$(CARGO) build --release --locked -p ingest -p delivery --bins --examples
-	scripts/coldstart.py -n 30 $(TARGET_DIR)/release/examples/hello_lambda $(TARGET_DIR)/release/ingest
+	scripts/coldstart.py -n 40 -b 2 $(TARGET_DIR)/release/examples/hello_lambda \
+		$(TARGET_DIR)/release/examples/hello_lambda_single_thread $(TARGET_DIR)/release/ingest $(TARGET_DIR)/release/delivery
 
 parity-aws: $(VENV)/.installed ## The conformance tool against the Lambdas (cargo lambda watch) on moto
 	scripts/with-moto.sh scripts/lambda-parity.sh

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Cold start: time from exec to the function's first call to the Lambda runtime API's `next`
 endpoint, against a local stand-in of that API, for each binary given, interleaved, N runs each.
-Prints medians and each binary's ratio to the first one (the baseline).
-Usage: coldstart.py [-n N] <baseline binary> <binary>..."""
+Prints medians and each binary's ratio to each of the first B binaries (the baselines).
+Usage: coldstart.py [-n N] [-b B] <baseline binary>... <binary>..."""
 import argparse, os, statistics, subprocess, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ap = argparse.ArgumentParser()
 ap.add_argument("-n", type=int, default=30)
+ap.add_argument("-b", type=int, default=1, help="how many of the first binaries are baselines")
 ap.add_argument("bins", nargs="+")
 args = ap.parse_args()
 
@@ -49,7 +50,8 @@ for _ in range(args.n):
             p.kill(); raise SystemExit(f"{b} never called next")
         times[b].append((seen_at[0] - t0) * 1000)
         p.kill(); p.wait()
-base = statistics.median(times[args.bins[0]])
+bases = [(os.path.basename(b), statistics.median(times[b])) for b in args.bins[:args.b]]
 for b in args.bins:
     m = statistics.median(times[b])
-    print(f"{os.path.basename(b):<16} median {m:7.2f} ms  p90 {sorted(times[b])[int(len(times[b]) * 0.9) - 1]:7.2f} ms  ratio {m / base:.2f}")
+    ratios = "  ".join(f"{m / base:.2f}x {name}" for name, base in bases)
+    print(f"{os.path.basename(b):<28} median {m:7.2f} ms  p90 {sorted(times[b])[int(len(times[b]) * 0.9) - 1]:7.2f} ms  {ratios}")

@@ -9,7 +9,7 @@ fn main() {
     let t0 = Instant::now();
     let mode = std::env::args().nth(1).unwrap_or_else(|| "lambda".into());
     let step = |label: &str| eprintln!("{:>8.3} ms  {label}", t0.elapsed().as_secs_f64() * 1000.0);
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
