@@ -21,6 +21,13 @@ use crate::queue::{Queue, QueueMessage};
 
 type Item = HashMap<String, Av>;
 
+/// A pending notification whose attempt is this overdue has no message on the queue any more:
+/// redelivery may start a new series for it. Attempts start seconds after they are due.
+pub const STALE_PENDING: Duration = Duration::from_secs(15 * 60);
+
+/// `deadLetterReason` of a notification the queue refused (SQS unavailable or refusing).
+pub const NOT_QUEUED: &str = "the queue refused it (SQS unavailable); redeliver it";
+
 fn unavailable<E, R>(e: SdkError<E, R>) -> StoreError
 where
     E: std::error::Error + 'static,
@@ -147,6 +154,42 @@ impl DynamoStore {
         Ok(out)
     }
 
+    /// The queue refused `messages` after `start_series` marked their rows pending. Left so, a
+    /// row would say pending forever with nothing queued, and `redeliver` (which leaves pending
+    /// notifications alone) could not recover it. Failed, it is listed and redeliverable; a
+    /// Greenhouse retry of the delivery starts a new series anyway. Only the series just started
+    /// is touched. Best effort: the caller's error goes back either way.
+    async fn not_queued(&self, messages: &[QueueMessage], now_ms: i64, why: &StoreError) {
+        for m in messages {
+            let result = self
+                .dynamo
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", event_pk(&m.event_id))
+                .key("sk", s("EVENT"))
+                .condition_expression("series = :series AND #st = :pending")
+                .update_expression("SET #st = :failed, updated_at = :now, dead_letter_reason = :r REMOVE next_attempt_at")
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_values(":series", n(m.series))
+                .expression_attribute_values(":pending", s("pending"))
+                .expression_attribute_values(":failed", s("failed"))
+                .expression_attribute_values(":now", n(now_ms))
+                .expression_attribute_values(":r", s(NOT_QUEUED))
+                .send()
+                .await;
+            if let Err(e) = result
+                && !condition_failed(&e)
+            {
+                tracing::error!(
+                    event_id = %m.event_id,
+                    queue_error = %why,
+                    error = %DisplayErrorContext(&e),
+                    "notification not queued and still marked pending: a Greenhouse retry or, after STALE_PENDING, a redelivery queues it"
+                );
+            }
+        }
+    }
+
     /// Marks the event pending in a new series (or the first one) and returns the series.
     async fn start_series(&self, event_id: &str, now_ms: i64, fields: Option<(&Accepted, u32, &[u8])>, only_if_not_pending: Option<i64>) -> Result<Option<Item>, StoreError> {
         let mut req = self
@@ -181,9 +224,13 @@ impl DynamoStore {
                 .expression_attribute_values(":g1sk", s(event_sort(a.accepted_at_ms, event_id)));
         }
         if let Some(instance_id) = only_if_not_pending {
+            // A pending notification is left alone (its message is on the queue), unless its
+            // attempt is overdue by STALE_PENDING: then its message was lost (a function stopped
+            // between the row and the queue), and a new series is the way to deliver it.
             req = req
-                .condition_expression("instance_id = :inst AND #st <> :pending")
-                .expression_attribute_values(":inst", n(instance_id));
+                .condition_expression("instance_id = :inst AND (#st <> :pending OR next_attempt_at < :stale)")
+                .expression_attribute_values(":inst", n(instance_id))
+                .expression_attribute_values(":stale", n(now_ms - STALE_PENDING.as_millis() as i64));
         }
         match req.send().await {
             Ok(out) => Ok(out.attributes),
@@ -356,7 +403,10 @@ impl Events for DynamoStore {
                 notification: note.body.clone(),
             });
         }
-        self.queue.send(&messages).await?;
+        if let Err(e) = self.queue.send(&messages).await {
+            self.not_queued(&messages, a.accepted_at_ms, &e).await;
+            return Err(e);
+        }
         let first = a.notifications.first().map(|n| n.event_id.clone()).unwrap_or_default();
         self.dynamo
             .put_item()
@@ -488,7 +538,10 @@ impl Events for DynamoStore {
                 series: get_n(&item, "series").unwrap_or(0),
                 notification: item.get("body").and_then(|b| b.as_b().ok()).map(|b| b.as_ref().to_vec()).unwrap_or_default(),
             };
-            self.queue.send(std::slice::from_ref(&message)).await?;
+            if let Err(e) = self.queue.send(std::slice::from_ref(&message)).await {
+                self.not_queued(std::slice::from_ref(&message), now_ms, &e).await;
+                return Err(e);
+            }
             done.push(id.clone());
         }
         Ok(done)

@@ -1,7 +1,9 @@
 //! The AWS runtime against DynamoDB and SQS in moto, through the real SDK: ingest puts a message
 //! on the queue, the delivery handler fed with the received messages as an SQS event reaches a
 //! loopback receiver; failures change visibility; the last attempt dead-letters; a down
-//! emulator makes the ingest answer 503. Plus every sample in `events/` through its handler.
+//! emulator makes the ingest answer 503; what the queue refuses is left failed and redeliverable,
+//! and a pending notification whose message was lost can be redelivered. Plus every sample in
+//! `events/` through its handler.
 
 mod common;
 
@@ -189,10 +191,76 @@ async fn ingest_answers_503_when_the_emulator_is_down() {
     let api = relay_aws::lambda::api(&env, half, Arc::new(HttpCallback::new(loopback_policy(), Duration::from_secs(1)).unwrap()));
     let (status, _) = webhook(&api, id, r#"{"action":"job_created","payload":{"job":{"id":2}}}"#, "half").await;
     assert_eq!(status, 503);
+    // Not left pending with nothing queued: failed, with the reason, hence listed and redeliverable.
+    let events = events_of(&aws.api(), id).await;
+    assert_eq!(events.len(), 1);
+    let event_id = events[0]["eventId"].as_str().unwrap().to_owned();
+    assert_eq!((&events[0]["status"], &events[0]["deadLetterReason"]), (&json!("failed"), &json!(relay_aws::dynamo::NOT_QUEUED)));
     let (status, v) = webhook(&aws.api(), id, r#"{"action":"job_created","payload":{"job":{"id":2}}}"#, "half").await;
     assert_eq!(status, 200);
     assert!(v.get("duplicate").is_none(), "the retry after a 503 is queued, not deduped: {v}");
+    assert_eq!(v["eventId"], event_id.as_str());
+    assert_eq!(events_of(&aws.api(), id).await[0]["status"], "pending");
     assert_eq!(aws.receive_event().await.records.len(), 1);
+
+    // A redelivery the queue refuses: 503, and the notification is failed again, not stuck pending.
+    let refused = relay_aws::DynamoStore::new(aws.dynamo.clone(), aws.table.clone(), relay_aws::Queue::new(aws_sdk_sqs::Client::new(&conf), aws.queue_url.clone()));
+    let (status, _) = call(&aws.api(), "POST", &format!("/instances/{id}/events/{event_id}/redeliver"), &[admin()], vec![]).await;
+    assert_eq!(status, 200, "pending and not overdue: nothing to do");
+    age_pending(&aws, &event_id).await;
+    let api = relay_aws::lambda::api(&env, refused, Arc::new(HttpCallback::new(loopback_policy(), Duration::from_secs(1)).unwrap()));
+    let (status, v) = call(&api, "POST", &format!("/instances/{id}/events/{event_id}/redeliver"), &[admin()], vec![]).await;
+    assert_eq!(status, 503, "{v}");
+    let events = events_of(&aws.api(), id).await;
+    assert_eq!((&events[0]["status"], &events[0]["deadLetterReason"]), (&json!("failed"), &json!(relay_aws::dynamo::NOT_QUEUED)));
+    let (status, v) = call(&aws.api(), "POST", &format!("/instances/{id}/events/redeliver?status=failed"), &[admin()], vec![]).await;
+    assert_eq!((status, &v["redelivered"]), (200, &json!(1)), "{v}");
+    let event = aws.receive_event().await;
+    let message = QueueMessage::decode(event.records[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!((message.event_id.as_str(), message.series), (event_id.as_str(), 3));
+}
+
+/// Moves the notification's due time 16 minutes back, as if its attempt never came: the state a
+/// function stopped between the row and the queue leaves.
+async fn age_pending(aws: &Aws, event_id: &str) {
+    let due = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 - 16 * 60 * 1000;
+    aws.dynamo
+        .update_item()
+        .table_name(&aws.table)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("EVENT#{event_id}")))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("EVENT".into()))
+        .update_expression("SET next_attempt_at = :due")
+        .expression_attribute_values(":due", aws_sdk_dynamodb::types::AttributeValue::N(due.to_string()))
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_pending_notification_whose_message_was_lost_can_be_redelivered() {
+    let aws = provision().await;
+    let api = aws.api();
+    let rx = Receiver::start().await;
+    let id = instance(&api, &rx.url).await["id"].as_i64().unwrap();
+    let (_, v) = webhook(&api, id, r#"{"action":"job_deleted","payload":{"job":{"id":4}}}"#, "lost-1").await;
+    let event_id = v["eventId"].as_str().unwrap().to_owned();
+    // The message is gone (as if never sent); the row still says pending.
+    aws.sqs.purge_queue().queue_url(&aws.queue_url).send().await.unwrap();
+    let redeliver = format!("/instances/{id}/events/{event_id}/redeliver");
+    let (status, _) = call(&api, "POST", &redeliver, &[admin()], vec![]).await;
+    assert_eq!(status, 200);
+    assert!(aws.receive_event().await.records.is_empty(), "due just now: its message is presumed on the queue");
+    age_pending(&aws, &event_id).await;
+    let (status, v) = call(&api, "POST", &redeliver, &[admin()], vec![]).await;
+    assert_eq!(status, 200, "{v}");
+    let event = aws.receive_event().await;
+    assert_eq!(event.records.len(), 1);
+    let message = QueueMessage::decode(event.records[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!((message.event_id.as_str(), message.series), (event_id.as_str(), 1));
+    assert!(delivery(&aws).handle_batch(event).await.batch_item_failures.is_empty());
+    let events = events_of(&api, id).await;
+    assert_eq!(events[0]["status"], "delivered");
+    assert_eq!(rx.got.lock().unwrap().len(), 1);
 }
 
 #[tokio::test]
