@@ -37,11 +37,14 @@ use rustls::pki_types::pem::PemObject;
 type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// The SDK HTTP client of the functions; see the module documentation.
+/// Connect and read timeouts, as the SDK's `HttpConnectorSettings` carry them.
+type Timeouts = (Option<Duration>, Option<Duration>);
+
 #[derive(Clone)]
 pub struct SdkHttpClient {
     tls: Arc<rustls::ClientConfig>,
     /// One connector (and connection pool) per distinct timeout setting, as the SDK expects.
-    connectors: Arc<Mutex<HashMap<(Option<Duration>, Option<Duration>), SharedHttpConnector>>>,
+    connectors: Arc<Mutex<HashMap<Timeouts, SharedHttpConnector>>>,
 }
 
 impl fmt::Debug for SdkHttpClient {
