@@ -205,6 +205,47 @@ async fn after_the_last_attempt_it_is_dead_lettered_and_bulk_redelivery_brings_i
 }
 
 #[tokio::test]
+async fn bulk_redelivery_takes_at_most_limit_and_says_when_more_match() {
+    let dir = tmp();
+    let rx = Receiver::start().await;
+    rx.script([Reply::status(410), Reply::status(410), Reply::status(410)]);
+    let server = Server::start(config(dir.path(), 0.001)).await;
+    let id = id_of(&server.create_instance(&rx.url(), json!({})).await);
+    let mut ids = vec![];
+    for key in ["b1", "b2", "b3"] {
+        let (_, r) = server.webhook(id, &fixture("job_created.json"), VENDOR_KEY, Some(key)).await;
+        ids.push(r["eventId"].as_str().unwrap().to_owned());
+    }
+    for e in &ids {
+        server.wait_status(id, e, "failed", WAIT).await;
+    }
+    let bulk = format!("/instances/{id}/events/redeliver");
+    let (status, body) = server.call("POST", &format!("{bulk}?limit=2"), Some(&admin()), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((&body["redelivered"], &body["more"]), (&json!(2), &json!(true)), "{body}");
+    // The redelivered ones are no longer failed: the next call takes the rest.
+    let (_, again) = server.call("POST", &bulk, Some(&admin()), None).await;
+    assert_eq!((&again["redelivered"], &again["more"]), (&json!(1), &json!(false)), "{again}");
+    let mut all: Vec<Value> = body["eventIds"].as_array().unwrap().iter().chain(again["eventIds"].as_array().unwrap()).cloned().collect();
+    all.sort_by_key(|v| v.as_str().unwrap().to_owned());
+    let mut expected: Vec<Value> = ids.iter().map(|e| json!(e)).collect();
+    expected.sort_by_key(|v| v.as_str().unwrap().to_owned());
+    assert_eq!(all, expected);
+    for e in &ids {
+        server.wait_status(id, e, "delivered", WAIT).await;
+    }
+    assert_eq!(rx.received().len(), 6);
+    let (_, none) = server.call("POST", &bulk, Some(&admin()), None).await;
+    assert_eq!((&none["redelivered"], &none["more"]), (&json!(0), &json!(false)));
+    for bad in ["0", "501", "x"] {
+        let (status, body) = server.call("POST", &format!("{bulk}?limit={bad}"), Some(&admin()), None).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body["message"].as_str().unwrap().contains("limit"), "{body}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn bad_input_gets_a_json_error_and_changes_nothing() {
     let dir = tmp();
     let rx = Receiver::start().await;

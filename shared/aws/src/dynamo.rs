@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use aws_sdk_dynamodb::Client as Dynamo;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::primitives::Blob;
@@ -24,6 +25,9 @@ type Item = HashMap<String, Av>;
 /// A pending notification whose attempt is this overdue has no message on the queue any more:
 /// redelivery may start a new series for it. Attempts start seconds after they are due.
 pub const STALE_PENDING: Duration = Duration::from_secs(15 * 60);
+
+/// Redeliveries in flight at once (each: one UpdateItem, one SendMessageBatch).
+const REDELIVERY_CONCURRENCY: usize = 16;
 
 /// `deadLetterReason` of a notification the queue refused (SQS unavailable or refusing).
 pub const NOT_QUEUED: &str = "the queue refused it (SQS unavailable); redeliver it";
@@ -152,6 +156,23 @@ impl DynamoStore {
             });
         }
         Ok(out)
+    }
+
+    /// A new series for one notification and its message; `None` when it is not this
+    /// instance's or is pending (and not overdue).
+    async fn redeliver_event(&self, instance_id: i64, id: &str, now_ms: i64) -> Result<Option<String>, StoreError> {
+        let Some(item) = self.start_series(id, now_ms, None, Some(instance_id)).await? else { return Ok(None) };
+        let message = QueueMessage {
+            event_id: id.to_owned(),
+            instance_id,
+            series: get_n(&item, "series").unwrap_or(0),
+            notification: item.get("body").and_then(|b| b.as_b().ok()).map(|b| b.as_ref().to_vec()).unwrap_or_default(),
+        };
+        if let Err(e) = self.queue.send(std::slice::from_ref(&message)).await {
+            self.not_queued(std::slice::from_ref(&message), now_ms, &e).await;
+            return Err(e);
+        }
+        Ok(Some(message.event_id))
     }
 
     /// The queue refused `messages` after `start_series` marked their rows pending. Left so, a
@@ -443,14 +464,22 @@ impl Events for DynamoStore {
                 .expression_attribute_names("#st", "status")
                 .expression_attribute_values(":st", s(status.as_str()));
         }
+        if q.ids_only {
+            // What `event_from_item` requires, without the body (up to 400 KB per item).
+            req = req
+                .projection_expression("event_id, instance_id, #st")
+                .expression_attribute_names("#st", "status");
+        }
         let mut pages = req.into_paginator().items().send();
         let mut out = vec![];
         while out.len() < q.limit {
             let Some(item) = pages.next().await else { break };
             out.push(Self::event_from_item(&item.map_err(unavailable)?)?);
         }
-        for e in &mut out {
-            e.attempts = self.attempts_of(&e.event_id).await?;
+        if !q.ids_only {
+            for e in &mut out {
+                e.attempts = self.attempts_of(&e.event_id).await?;
+            }
         }
         Ok(out)
     }
@@ -528,21 +557,16 @@ impl Events for DynamoStore {
         }
     }
 
+    /// Up to `REDELIVERY_CONCURRENCY` at once, so that a bulk redelivery of 500 takes about a
+    /// second rather than the function's 10 s. Each one runs to its end (none is cut between its
+    /// row and its message); then the first error, if any, is returned.
     async fn redeliver(&self, instance_id: i64, event_ids: &[String], now_ms: i64) -> Result<Vec<String>, StoreError> {
+        let each: Vec<_> = event_ids.iter().map(|id| self.redeliver_event(instance_id, id, now_ms)).collect();
+        let results: Vec<Result<Option<String>, StoreError>> =
+            futures_util::stream::iter(each).buffered(REDELIVERY_CONCURRENCY).collect().await;
         let mut done = vec![];
-        for id in event_ids {
-            let Some(item) = self.start_series(id, now_ms, None, Some(instance_id)).await? else { continue };
-            let message = QueueMessage {
-                event_id: id.clone(),
-                instance_id,
-                series: get_n(&item, "series").unwrap_or(0),
-                notification: item.get("body").and_then(|b| b.as_b().ok()).map(|b| b.as_ref().to_vec()).unwrap_or_default(),
-            };
-            if let Err(e) = self.queue.send(std::slice::from_ref(&message)).await {
-                self.not_queued(std::slice::from_ref(&message), now_ms, &e).await;
-                return Err(e);
-            }
-            done.push(id.clone());
+        for r in results {
+            done.extend(r?);
         }
         Ok(done)
     }

@@ -309,3 +309,43 @@ async fn every_sample_event_works_with_its_handler() {
     }
     assert_eq!(seen, 3);
 }
+
+#[tokio::test]
+async fn bulk_redelivery_takes_at_most_limit_and_says_when_more_match() {
+    let aws = provision().await;
+    let api = aws.api();
+    let rx = Receiver::start().await;
+    rx.script.lock().unwrap().extend([410, 410, 410]);
+    let id = instance(&api, &rx.url).await["id"].as_i64().unwrap();
+    let mut ids = vec![];
+    for (n, key) in ["b1", "b2", "b3"].iter().enumerate() {
+        let (_, v) = webhook(&api, id, &format!(r#"{{"action":"job_deleted","payload":{{"job":{{"id":{n}}}}}}}"#), key).await;
+        ids.push(v["eventId"].as_str().unwrap().to_owned());
+    }
+    let event = aws.receive_event().await;
+    assert_eq!(event.records.len(), 3);
+    assert!(delivery(&aws).handle_batch(event).await.batch_item_failures.is_empty());
+    assert!(events_of(&api, id).await.iter().all(|e| e["status"] == "failed"));
+
+    let bulk = format!("/instances/{id}/events/redeliver");
+    let (status, first) = call(&api, "POST", &format!("{bulk}?limit=2"), &[admin()], vec![]).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!((&first["redelivered"], &first["more"]), (&json!(2), &json!(true)), "{first}");
+    let (_, rest) = call(&api, "POST", &bulk, &[admin()], vec![]).await;
+    assert_eq!((&rest["redelivered"], &rest["more"]), (&json!(1), &json!(false)), "{rest}");
+    let mut all: Vec<String> = first["eventIds"].as_array().unwrap().iter().chain(rest["eventIds"].as_array().unwrap()).map(|v| v.as_str().unwrap().to_owned()).collect();
+    all.sort();
+    ids.sort();
+    assert_eq!(all, ids);
+    // Each one is on the queue once, in its new series, with its whole notification.
+    let event = aws.receive_event().await;
+    let mut queued: Vec<(String, u32)> = event.records.iter().map(|r| QueueMessage::decode(r.body.as_deref().unwrap()).unwrap()).map(|m| {
+        assert!(!m.notification.is_empty());
+        (m.event_id, m.series)
+    }).collect();
+    queued.sort();
+    assert_eq!(queued, ids.iter().map(|e| (e.clone(), 1)).collect::<Vec<_>>());
+    assert!(delivery(&aws).handle_batch(event).await.batch_item_failures.is_empty());
+    assert!(events_of(&api, id).await.iter().all(|e| e["status"] == "delivered"));
+    assert_eq!(rx.got.lock().unwrap().len(), 6);
+}

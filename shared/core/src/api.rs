@@ -213,8 +213,8 @@ impl Api {
             (["instances", id, "events", "redeliver"], &Method::POST) => {
                 let id = parse_id(id)?;
                 self.authorize(req.headers(), Some(id)).await?;
-                let ids = self.manage().redeliver_many(id, &query()).await?;
-                ok(json!({"redelivered": ids.len(), "eventIds": ids}))
+                let done = self.manage().redeliver_many(id, &query()).await?;
+                ok(json!({"redelivered": done.event_ids.len(), "eventIds": done.event_ids, "more": done.more}))
             }
             (["instances", id, "events", event_id, "redeliver"], &Method::POST) => {
                 let id = parse_id(id)?;

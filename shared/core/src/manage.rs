@@ -10,6 +10,15 @@ use crate::ports::{Callback, Clock, EventQuery, EventRecord, EventStatus, Events
 pub const DEFAULT_EVENT_LIMIT: usize = 50;
 pub const MAX_EVENT_LIMIT: usize = 500;
 
+/// What one bulk redelivery did. It handles at most `limit` (default and maximum
+/// `MAX_EVENT_LIMIT`) notifications, so that one request stays short (a Lambda has 10 s);
+/// `more` says that others matched: call again (those redelivered no longer match `failed`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkRedelivery {
+    pub event_ids: Vec<String>,
+    pub more: bool,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ManageError {
     #[error(transparent)]
@@ -135,13 +144,19 @@ impl Manage<'_> {
         Ok(())
     }
 
-    /// `?status=failed&since=<RFC 3339>`: every matching notification is queued again.
-    pub async fn redeliver_many(&self, id: i64, query: &Map<String, Value>) -> Result<Vec<String>, ManageError> {
+    /// `?status=failed&since=<RFC 3339>&limit=N`: the newest `limit` matching notifications are
+    /// queued again; `more` says whether others match.
+    pub async fn redeliver_many(&self, id: i64, query: &Map<String, Value>) -> Result<BulkRedelivery, ManageError> {
         self.get(id).await?;
         let q = event_query(query, Some(EventStatus::Failed))?;
-        let q = EventQuery { limit: q.limit.max(usize::MAX / 2), ..q };
-        let ids: Vec<String> = self.events.list(id, &q).await?.into_iter().map(|e| e.event_id).collect();
-        Ok(self.events.redeliver(id, &ids, self.clock.now_ms()).await?)
+        let limit = if query.contains_key("limit") { q.limit } else { MAX_EVENT_LIMIT };
+        // One more than the limit tells whether others match.
+        let q = EventQuery { limit: limit + 1, ids_only: true, ..q };
+        let mut ids: Vec<String> = self.events.list(id, &q).await?.into_iter().map(|e| e.event_id).collect();
+        let more = ids.len() > limit;
+        ids.truncate(limit);
+        let event_ids = self.events.redeliver(id, &ids, self.clock.now_ms()).await?;
+        Ok(BulkRedelivery { event_ids, more })
     }
 
     async fn check_callback(&self, spec: &InstanceSpec) -> Result<(), ConfigError> {
@@ -182,5 +197,5 @@ fn event_query(query: &Map<String, Value>, default_status: Option<EventStatus>) 
             _ => return Err(ManageError::BadQuery(format!("limit: must be an integer from 1 to {MAX_EVENT_LIMIT}"))),
         },
     };
-    Ok(EventQuery { status, since_ms, limit })
+    Ok(EventQuery { status, since_ms, limit, ids_only: false })
 }

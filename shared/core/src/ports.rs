@@ -154,6 +154,9 @@ pub struct EventQuery {
     pub status: Option<EventStatus>,
     pub since_ms: Option<i64>,
     pub limit: usize,
+    /// Only `event_id` (and the fields a filter needs) are wanted: a store may leave out the
+    /// attempts and the body.
+    pub ids_only: bool,
 }
 
 #[async_trait]

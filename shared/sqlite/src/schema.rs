@@ -103,10 +103,11 @@ pub fn load_instance(conn: &Connection, id: i64) -> rusqlite::Result<Option<Inst
 
 /// The instance's notifications matching `q` (or just `only`, when given), newest first.
 pub fn list_events(conn: &Connection, instance_id: i64, q: &EventQuery, only: Option<&str>) -> rusqlite::Result<Vec<EventRecord>> {
-    let mut sql = String::from(
+    let mut sql = format!(
         "SELECT event_id, instance_id, part, action, status, created_at, updated_at, next_attempt_at,
-                dead_letter_reason, series, body
+                dead_letter_reason, series, {}
          FROM events WHERE instance_id = ?",
+        if q.ids_only { "x''" } else { "body" }
     );
     let mut args: Vec<Sql> = vec![Sql::Integer(instance_id)];
     if let Some(id) = only {
@@ -143,6 +144,9 @@ pub fn list_events(conn: &Connection, instance_id: i64, q: &EventQuery, only: Op
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
+    if q.ids_only {
+        return Ok(events);
+    }
     let mut attempts = conn.prepare_cached(
         "SELECT at, series, attempt, status_code, error, duration_ms, response_body FROM attempts WHERE event_id = ?1 ORDER BY id",
     )?;
