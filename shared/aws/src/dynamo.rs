@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use aws_sdk_dynamodb::Client as Dynamo;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue as Av, ReturnValue};
+use futures_util::StreamExt;
 use relay_core::instance::{self, InstanceSpec};
 use relay_core::ports::{
     AcceptOutcome, Accepted, AttemptLog, Clock, EventQuery, EventRecord, EventStatus, Events, Instance, Instances,
@@ -205,7 +205,7 @@ impl DynamoStore {
                     event_id = %m.event_id,
                     queue_error = %why,
                     error = %DisplayErrorContext(&e),
-                    "notification not queued and still marked pending: a Greenhouse retry or, after STALE_PENDING, a redelivery queues it"
+                    "notification not queued and still marked pending: a Greenhouse retry queues it, or a redelivery once it is 15 minutes overdue"
                 );
             }
         }
@@ -557,9 +557,10 @@ impl Events for DynamoStore {
         }
     }
 
-    /// Up to `REDELIVERY_CONCURRENCY` at once, so that a bulk redelivery of 500 takes about a
-    /// second rather than the function's 10 s. Each one runs to its end (none is cut between its
-    /// row and its message); then the first error, if any, is returned.
+    /// Up to `REDELIVERY_CONCURRENCY` at once: a bulk redelivery of 500 waits for about 32
+    /// round trips of UpdateItem + SendMessageBatch instead of 500 (the function has 10 s). Each
+    /// one runs to its end (none is cut between its row and its message); then the first error,
+    /// if any, is returned.
     async fn redeliver(&self, instance_id: i64, event_ids: &[String], now_ms: i64) -> Result<Vec<String>, StoreError> {
         let each: Vec<_> = event_ids.iter().map(|id| self.redeliver_event(instance_id, id, now_ms)).collect();
         let results: Vec<Result<Option<String>, StoreError>> =
