@@ -66,6 +66,8 @@ async fn ingest_queue_delivery_reaches_the_receiver_signed() {
 
     let event = aws.receive_event().await;
     assert_eq!(event.records.len(), 1, "exactly one message queued");
+    // The instance is the message's tenant for SQS fair queues.
+    assert_eq!(event.records[0].attributes.get("MessageGroupId").map(String::as_str), Some("1"));
     let response = delivery(&aws).handle_batch(event).await;
     assert!(response.batch_item_failures.is_empty());
     let got = rx.got.lock().unwrap().clone();
