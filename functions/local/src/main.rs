@@ -44,6 +44,9 @@ struct Serve {
     /// Callback requests in flight at once.
     #[arg(long, env = "DELIVERY_CONCURRENCY", default_value_t = 64)]
     delivery_concurrency: usize,
+    /// Callback requests in flight at once for one instance (fairness between instances).
+    #[arg(long, env = "DELIVERY_CONCURRENCY_PER_INSTANCE", default_value_t = 16)]
+    delivery_concurrency_per_instance: usize,
     /// Multiplies every retry delay (1 in production; tests use small values).
     #[arg(long, env = "DELIVERY_TIME_SCALE", default_value_t = 1.0)]
     delivery_time_scale: f64,
@@ -89,7 +92,11 @@ async fn serve(args: Serve) -> Result<(), String> {
     config.listen_addr = args.listen_addr;
     config.public_base_url = args.public_base_url;
     config.policy = NetworkPolicy { allow, allow_http_to_allowed_nets: args.callback_allow_http };
+    if args.delivery_concurrency == 0 || args.delivery_concurrency_per_instance == 0 {
+        return Err("DELIVERY_CONCURRENCY and DELIVERY_CONCURRENCY_PER_INSTANCE must be at least 1".into());
+    }
     config.worker.concurrency = args.delivery_concurrency;
+    config.worker.per_instance = args.delivery_concurrency_per_instance;
     config.worker.retention = Duration::from_secs(args.event_retention_days * 24 * 3600);
     config.worker = scaled(config.worker, args.delivery_time_scale);
     config.attempt_timeout = Duration::from_millis(args.delivery_timeout_ms);

@@ -246,6 +246,34 @@ async fn bulk_redelivery_takes_at_most_limit_and_says_when_more_match() {
 }
 
 #[tokio::test]
+async fn a_hanging_callback_takes_at_most_its_share_of_the_delivery_capacity() {
+    let dir = tmp();
+    let (slow, fast) = (Receiver::start().await, Receiver::start().await);
+    slow.script((0..10).map(|_| Reply { delay: Duration::from_secs(60), ..Reply::status(200) }));
+    let mut c = config(dir.path(), 1.0);
+    c.worker.concurrency = 4;
+    c.worker.per_instance = 2;
+    c.attempt_timeout = Duration::from_secs(120);
+    c.worker.drain_timeout = Duration::from_millis(100);
+    let server = Server::start(c).await;
+    let a = id_of(&server.create_instance(&slow.url(), json!({})).await);
+    let b = id_of(&server.create_instance(&fast.url(), json!({})).await);
+    for n in 0..10 {
+        let (status, _) = server.webhook(a, &fixture("job_created.json"), VENDOR_KEY, Some(&format!("slow-{n}"))).await;
+        assert_eq!(status, 200);
+    }
+    slow.wait_for(2, WAIT).await;
+    // Instance a's ten notifications came first and its callback holds every request for a
+    // minute; b's is delivered anyway, because a may hold only 2 of the 4 delivery slots.
+    let (status, r) = server.webhook(b, &fixture("job_created.json"), VENDOR_KEY, Some("fast")).await;
+    assert_eq!(status, 200);
+    fast.wait_for(1, WAIT).await;
+    server.wait_status(b, r["eventId"].as_str().unwrap(), "delivered", WAIT).await;
+    assert_eq!(slow.received().len(), 2, "a's requests in flight never exceed its cap");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn bad_input_gets_a_json_error_and_changes_nothing() {
     let dir = tmp();
     let rx = Receiver::start().await;

@@ -139,20 +139,36 @@ impl SqliteStore {
         .map_err(unavailable)?
     }
 
-    /// Due notifications not already in `in_flight`, oldest due first.
-    pub async fn claim_due(&self, now_ms: i64, limit: usize, in_flight: HashSet<String>) -> Result<Vec<QueuedEvent>, StoreError> {
+    /// Due notifications not already in `in_flight`, oldest due first, at most `cap` in flight
+    /// per instance (`per_instance` counts those in flight now). Instances at their cap are left
+    /// out in the query itself, so that one instance's backlog cannot hide the others' work.
+    pub async fn claim_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        in_flight: HashSet<String>,
+        per_instance: HashMap<i64, usize>,
+        cap: usize,
+    ) -> Result<Vec<QueuedEvent>, StoreError> {
         self.read(move |c| {
+            let full: Vec<i64> = per_instance.iter().filter(|(_, n)| **n >= cap).map(|(id, _)| *id).collect();
             let mut stmt = c.prepare_cached(
                 "SELECT event_id, instance_id, series, attempts, body FROM events
-                 WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2",
+                 WHERE status = 'pending' AND next_attempt_at <= ?1
+                   AND instance_id NOT IN (SELECT value FROM json_each(?3))
+                 ORDER BY next_attempt_at LIMIT ?2",
             )?;
-            let rows = stmt.query_map(params![now_ms, (limit + in_flight.len()) as i64], |r| {
+            let full = serde_json::to_string(&full).unwrap_or_else(|_| "[]".into());
+            let rows = stmt.query_map(params![now_ms, (limit + in_flight.len()) as i64, full], |r| {
                 Ok(QueuedEvent { event_id: r.get(0)?, instance_id: r.get(1)?, series: r.get(2)?, attempts: r.get(3)?, body: r.get(4)? })
             })?;
+            let mut taken = per_instance;
             let mut out = vec![];
             for row in rows {
                 let e = row?;
-                if !in_flight.contains(&e.event_id) {
+                let n = taken.entry(e.instance_id).or_default();
+                if !in_flight.contains(&e.event_id) && *n < cap {
+                    *n += 1;
                     out.push(e);
                     if out.len() == limit {
                         break;

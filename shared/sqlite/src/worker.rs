@@ -4,7 +4,7 @@
 //! Claims live in memory only: this process is the queue's one consumer, so after a crash
 //! (even `kill -9`) every pending notification is simply due again; nothing accepted is lost.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +19,9 @@ use crate::SqliteStore;
 pub struct WorkerConfig {
     /// Callback requests in flight at once.
     pub concurrency: usize,
+    /// Callback requests in flight at once for one instance: an instance whose callback hangs,
+    /// or that has a large backlog, leaves the rest of `concurrency` to the others.
+    pub per_instance: usize,
     /// Longest sleep between queue checks when nothing signals new work.
     pub idle_poll: Duration,
     /// How long shutdown waits for in-flight deliveries.
@@ -32,6 +35,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             concurrency: 64,
+            per_instance: 16,
             idle_poll: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(20),
             retention: Duration::from_secs(30 * 24 * 3600),
@@ -49,12 +53,37 @@ pub struct Worker {
 
 const PURGE_EVERY: Duration = Duration::from_secs(600);
 
+/// What the worker is delivering now: by event (not claimed twice) and by instance (the cap).
+#[derive(Debug, Clone, Default)]
+struct InFlight {
+    events: HashSet<String>,
+    per_instance: HashMap<i64, usize>,
+}
+
+impl InFlight {
+    fn add(&mut self, event_id: &str, instance_id: i64) {
+        self.events.insert(event_id.to_owned());
+        *self.per_instance.entry(instance_id).or_default() += 1;
+    }
+
+    fn remove(&mut self, event_id: &str, instance_id: i64) {
+        self.events.remove(event_id);
+        if let Some(n) = self.per_instance.get_mut(&instance_id) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_instance.remove(&instance_id);
+            }
+        }
+    }
+}
+
 impl Worker {
     /// Runs until `shutdown` turns true, then waits (up to `drain_timeout`) for in-flight
     /// deliveries to finish and record their outcome.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
-        let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let in_flight: Arc<Mutex<InFlight>> = Arc::default();
+        let per_instance = self.config.per_instance.max(1);
         let finished = Arc::new(Notify::new());
         let mut tasks = JoinSet::new();
         let mut last_purge = tokio::time::Instant::now();
@@ -78,7 +107,7 @@ impl Worker {
                 vec![]
             } else {
                 let busy = in_flight.lock().map(|s| s.clone()).unwrap_or_default();
-                match self.store.claim_due(now, free, busy).await {
+                match self.store.claim_due(now, free, busy.events, busy.per_instance, per_instance).await {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot read the queue");
@@ -107,7 +136,7 @@ impl Worker {
             for event in claimed {
                 let Ok(permit) = permits.clone().try_acquire_owned() else { break };
                 if let Ok(mut s) = in_flight.lock() {
-                    s.insert(event.event_id.clone());
+                    s.add(&event.event_id, event.instance_id);
                 }
                 let (store, callback, clock) = (self.store.clone(), self.callback.clone(), self.clock.clone());
                 let (in_flight, finished, config) = (in_flight.clone(), finished.clone(), self.config.delivery);
@@ -117,7 +146,7 @@ impl Worker {
                         tracing::error!(event_id = %event.event_id, error = %e, "could not record a delivery attempt");
                     }
                     if let Ok(mut s) = in_flight.lock() {
-                        s.remove(&event.event_id);
+                        s.remove(&event.event_id, event.instance_id);
                     }
                     drop(permit);
                     finished.notify_one();
