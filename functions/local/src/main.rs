@@ -45,7 +45,7 @@ struct Serve {
     #[arg(long, env = "DELIVERY_CONCURRENCY", default_value_t = 64)]
     delivery_concurrency: usize,
     /// Callback requests in flight at once for one instance (fairness between instances).
-    #[arg(long, env = "DELIVERY_CONCURRENCY_PER_INSTANCE", default_value_t = 16)]
+    #[arg(long, env = "DELIVERY_CONCURRENCY_PER_INSTANCE", default_value_t = 48)]
     delivery_concurrency_per_instance: usize,
     /// Multiplies every retry delay (1 in production; tests use small values).
     #[arg(long, env = "DELIVERY_TIME_SCALE", default_value_t = 1.0)]

@@ -35,7 +35,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             concurrency: 64,
-            per_instance: 16,
+            per_instance: 48,
             idle_poll: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(20),
             retention: Duration::from_secs(30 * 24 * 3600),
