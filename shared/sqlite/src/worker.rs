@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use relay_core::delivery::{self, DeliveryConfig};
-use relay_core::ports::{Callback, Clock};
-use tokio::sync::{Notify, Semaphore, watch};
+use relay_core::ports::{Callback, Clock, QueuedEvent};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::SqliteStore;
@@ -69,11 +69,43 @@ impl InFlight {
     fn remove(&mut self, event_id: &str, instance_id: i64) {
         self.events.remove(event_id);
         if let Some(n) = self.per_instance.get_mut(&instance_id) {
-            *n -= 1;
+            *n = n.saturating_sub(1);
             if *n == 0 {
                 self.per_instance.remove(&instance_id);
             }
         }
+    }
+}
+
+/// `InFlight` is only ever updated whole under its lock, so a poisoned lock still holds valid
+/// counts.
+fn lock(in_flight: &Mutex<InFlight>) -> std::sync::MutexGuard<'_, InFlight> {
+    in_flight.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One delivery in flight: its slot, its place in `InFlight`. Dropped when the delivery ends,
+/// however it ends (a panic included), so that no slot or per-instance count is ever leaked.
+struct Claim {
+    in_flight: Arc<Mutex<InFlight>>,
+    finished: Arc<Notify>,
+    event_id: String,
+    instance_id: i64,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Claim {
+    fn new(in_flight: &Arc<Mutex<InFlight>>, finished: &Arc<Notify>, event: &QueuedEvent, permit: OwnedSemaphorePermit) -> Self {
+        lock(in_flight).add(&event.event_id, event.instance_id);
+        Claim { in_flight: in_flight.clone(), finished: finished.clone(), event_id: event.event_id.clone(), instance_id: event.instance_id, permit: Some(permit) }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        lock(&self.in_flight).remove(&self.event_id, self.instance_id);
+        // The slot is free before the worker is woken to fill it.
+        self.permit.take();
+        self.finished.notify_one();
     }
 }
 
@@ -106,7 +138,7 @@ impl Worker {
             let claimed = if free == 0 {
                 vec![]
             } else {
-                let busy = in_flight.lock().map(|s| s.clone()).unwrap_or_default();
+                let busy = lock(&in_flight).clone();
                 match self.store.claim_due(now, free, busy.events, busy.per_instance, per_instance).await {
                     Ok(c) => c,
                     Err(e) => {
@@ -135,21 +167,14 @@ impl Worker {
             }
             for event in claimed {
                 let Ok(permit) = permits.clone().try_acquire_owned() else { break };
-                if let Ok(mut s) = in_flight.lock() {
-                    s.add(&event.event_id, event.instance_id);
-                }
-                let (store, callback, clock) = (self.store.clone(), self.callback.clone(), self.clock.clone());
-                let (in_flight, finished, config) = (in_flight.clone(), finished.clone(), self.config.delivery);
+                let claim = Claim::new(&in_flight, &finished, &event, permit);
+                let (store, callback, clock, config) = (self.store.clone(), self.callback.clone(), self.clock.clone(), self.config.delivery);
                 tasks.spawn(async move {
                     if let Err(e) = delivery::deliver(&store, &store, callback.as_ref(), clock.as_ref(), config, &event).await {
                         // Not recorded: the notification stays pending and is attempted again.
                         tracing::error!(event_id = %event.event_id, error = %e, "could not record a delivery attempt");
                     }
-                    if let Ok(mut s) = in_flight.lock() {
-                        s.remove(&event.event_id, event.instance_id);
-                    }
-                    drop(permit);
-                    finished.notify_one();
+                    drop(claim);
                 });
             }
         }
@@ -160,5 +185,32 @@ impl Worker {
         if drained.is_err() {
             tracing::warn!(left = tasks.len(), "shutdown: deliveries still in flight are abandoned; they stay pending");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_claim_gives_back_its_slot_and_count_even_when_its_delivery_panics() {
+        let permits = Arc::new(Semaphore::new(1));
+        let in_flight: Arc<Mutex<InFlight>> = Arc::default();
+        let finished = Arc::new(Notify::new());
+        let event = QueuedEvent { event_id: "e".into(), instance_id: 7, series: 0, attempts: 0, body: vec![] };
+        let claim = Claim::new(&in_flight, &finished, &event, permits.clone().try_acquire_owned().unwrap());
+        assert_eq!(lock(&in_flight).per_instance.get(&7), Some(&1));
+        assert!(lock(&in_flight).events.contains("e"));
+        assert_eq!(permits.available_permits(), 0);
+        let task = tokio::spawn(async move {
+            let _claim = claim;
+            panic!("a bug in a delivery");
+        });
+        assert!(task.await.unwrap_err().is_panic());
+        assert!(lock(&in_flight).events.is_empty());
+        assert!(lock(&in_flight).per_instance.is_empty());
+        assert_eq!(permits.available_permits(), 1);
+        // The worker is woken to fill the slot.
+        tokio::time::timeout(Duration::from_secs(5), finished.notified()).await.unwrap();
     }
 }
