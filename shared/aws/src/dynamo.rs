@@ -26,8 +26,9 @@ type Item = HashMap<String, Av>;
 /// redelivery may start a new series for it. Attempts start seconds after they are due.
 pub const STALE_PENDING: Duration = Duration::from_secs(15 * 60);
 
-/// Redeliveries in flight at once (each: one UpdateItem, one SendMessageBatch).
-const REDELIVERY_CONCURRENCY: usize = 16;
+/// Requests in flight at once for one management call: redeliveries (each one UpdateItem and one
+/// SendMessageBatch) and the attempt queries of a listed page.
+const MANAGEMENT_CONCURRENCY: usize = 16;
 
 /// `deadLetterReason` of a notification the queue refused (SQS unavailable or refusing).
 pub const NOT_QUEUED: &str = "the queue refused it (SQS unavailable); redeliver it";
@@ -477,8 +478,13 @@ impl Events for DynamoStore {
             out.push(Self::event_from_item(&item.map_err(unavailable)?)?);
         }
         if !q.ids_only {
-            for e in &mut out {
-                e.attempts = self.attempts_of(&e.event_id).await?;
+            // One query per notification, `MANAGEMENT_CONCURRENCY` at a time: a page of 500
+            // waits for about 32 round trips, not 500.
+            let each: Vec<_> = out.iter().map(|e| self.attempts_of(&e.event_id)).collect();
+            let attempts: Vec<Result<Vec<AttemptLog>, StoreError>> =
+                futures_util::stream::iter(each).buffered(MANAGEMENT_CONCURRENCY).collect().await;
+            for (e, a) in out.iter_mut().zip(attempts) {
+                e.attempts = a?;
             }
         }
         Ok(out)
@@ -557,14 +563,14 @@ impl Events for DynamoStore {
         }
     }
 
-    /// Up to `REDELIVERY_CONCURRENCY` at once: a bulk redelivery of 500 waits for about 32
+    /// Up to `MANAGEMENT_CONCURRENCY` at once: a bulk redelivery of 500 waits for about 32
     /// round trips of UpdateItem + SendMessageBatch instead of 500 (the function has 10 s). Each
     /// one runs to its end (none is cut between its row and its message); then the first error,
     /// if any, is returned.
     async fn redeliver(&self, instance_id: i64, event_ids: &[String], now_ms: i64) -> Result<Vec<String>, StoreError> {
         let each: Vec<_> = event_ids.iter().map(|id| self.redeliver_event(instance_id, id, now_ms)).collect();
         let results: Vec<Result<Option<String>, StoreError>> =
-            futures_util::stream::iter(each).buffered(REDELIVERY_CONCURRENCY).collect().await;
+            futures_util::stream::iter(each).buffered(MANAGEMENT_CONCURRENCY).collect().await;
         let mut done = vec![];
         for r in results {
             done.extend(r?);
