@@ -48,6 +48,19 @@ async fn events_of(api: &relay_core::api::Api, id: i64) -> Vec<Value> {
     v.as_array().cloned().unwrap()
 }
 
+/// Takes the one message on the queue, checks that it is series `series` of `event_id`, hands
+/// it to the delivery handler, and returns the instance's events (the newest now delivered).
+async fn deliver_the_queued_one(aws: &Aws, api: &relay_core::api::Api, id: i64, event_id: &str, series: u32) -> Vec<Value> {
+    let event = aws.receive_event().await;
+    assert_eq!(event.records.len(), 1);
+    let message = QueueMessage::decode(event.records[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!((message.event_id.as_str(), message.series), (event_id, series));
+    assert!(delivery(aws).handle_batch(event).await.batch_item_failures.is_empty());
+    let events = events_of(api, id).await;
+    assert_eq!(events[0]["status"], "delivered");
+    events
+}
+
 #[tokio::test]
 async fn ingest_queue_delivery_reaches_the_receiver_signed() {
     let aws = provision().await;
@@ -154,13 +167,7 @@ async fn the_last_attempt_records_a_dead_letter_and_redelivery_requeues_it() {
     assert_eq!(status, 200, "{v}");
     let (status, _) = call(&api, "POST", &format!("/instances/{id}/events/no-such-event/redeliver"), &[admin()], vec![]).await;
     assert_eq!(status, 404);
-    let event = aws.receive_event().await;
-    assert_eq!(event.records.len(), 1);
-    let message = QueueMessage::decode(event.records[0].body.as_deref().unwrap()).unwrap();
-    assert_eq!((message.event_id.as_str(), message.series), (event_id.as_str(), 1));
-    assert!(delivery(&aws).handle_batch(event).await.batch_item_failures.is_empty());
-    let events = events_of(&api, id).await;
-    assert_eq!(events[0]["status"], "delivered");
+    let events = deliver_the_queued_one(&aws, &api, id, &event_id, 1).await;
     let series: Vec<Value> = events[0]["attempts"].as_array().unwrap().iter().map(|a| a["series"].clone()).collect();
     assert_eq!(series, vec![json!(0), json!(1)]);
     // Bulk redelivery of failed ones finds none now.
@@ -255,13 +262,7 @@ async fn a_pending_notification_whose_message_was_lost_can_be_redelivered() {
     age_pending(&aws, &event_id).await;
     let (status, v) = call(&api, "POST", &redeliver, &[admin()], vec![]).await;
     assert_eq!(status, 200, "{v}");
-    let event = aws.receive_event().await;
-    assert_eq!(event.records.len(), 1);
-    let message = QueueMessage::decode(event.records[0].body.as_deref().unwrap()).unwrap();
-    assert_eq!((message.event_id.as_str(), message.series), (event_id.as_str(), 1));
-    assert!(delivery(&aws).handle_batch(event).await.batch_item_failures.is_empty());
-    let events = events_of(&api, id).await;
-    assert_eq!(events[0]["status"], "delivered");
+    deliver_the_queued_one(&aws, &api, id, &event_id, 1).await;
     assert_eq!(rx.got.lock().unwrap().len(), 1);
 }
 
