@@ -159,6 +159,11 @@ impl DynamoStore {
         Ok(out)
     }
 
+    /// An `UpdateItem` of a notification's row (`EVENT#<id>` / `EVENT`).
+    fn update_event(&self, event_id: &str) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.dynamo.update_item().table_name(&self.table).key("pk", event_pk(event_id)).key("sk", s("EVENT"))
+    }
+
     /// A new series for one notification and its message; `None` when it is not this
     /// instance's or is pending (and not overdue).
     async fn redeliver_event(&self, instance_id: i64, id: &str, now_ms: i64) -> Result<Option<String>, StoreError> {
@@ -184,11 +189,7 @@ impl DynamoStore {
     async fn not_queued(&self, messages: &[QueueMessage], now_ms: i64, why: &StoreError) {
         for m in messages {
             let result = self
-                .dynamo
-                .update_item()
-                .table_name(&self.table)
-                .key("pk", event_pk(&m.event_id))
-                .key("sk", s("EVENT"))
+                .update_event(&m.event_id)
                 .condition_expression("series = :series AND #st = :pending")
                 .update_expression("SET #st = :failed, updated_at = :now, dead_letter_reason = :r REMOVE next_attempt_at")
                 .expression_attribute_names("#st", "status")
@@ -215,11 +216,7 @@ impl DynamoStore {
     /// Marks the event pending in a new series (or the first one) and returns the series.
     async fn start_series(&self, event_id: &str, now_ms: i64, fields: Option<(&Accepted, u32, &[u8])>, only_if_not_pending: Option<i64>) -> Result<Option<Item>, StoreError> {
         let mut req = self
-            .dynamo
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", event_pk(event_id))
-            .key("sk", s("EVENT"))
+            .update_event(event_id)
             .update_expression(if fields.is_some() {
                 "SET series = if_not_exists(series, :neg) + :one, #st = :pending, attempts = :zero, next_attempt_at = :now, \
                  updated_at = :now, event_id = :id, instance_id = :inst, part = :part, #ac = :action, created_at = if_not_exists(created_at, :now), \
@@ -535,11 +532,7 @@ impl Events for DynamoStore {
             NextStep::DeadLettered(_) => "failed",
         };
         let mut update = self
-            .dynamo
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", event_pk(&event.event_id))
-            .key("sk", s("EVENT"))
+            .update_event(&event.event_id)
             .condition_expression("series = :series")
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":series", n(event.series))
