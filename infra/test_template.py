@@ -88,6 +88,7 @@ class Template(unittest.TestCase):
         self.assertEqual(routes("IngestFunction"), {("POST", "/events/greenhouse/{id}")})
         self.assertIn(("POST", "/instances"), routes("InstancesFunction"))
         self.assertIn(("POST", "/instances/{id}/events/{eventId}/redeliver"), routes("InstancesFunction"))
+        self.assertIn(("GET", "/instances/{id}/events/{eventId}"), routes("InstancesFunction"))
 
     def test_alarms_on_dead_letters_errors_and_throttles(self):
         metrics = {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in by_type("AWS::CloudWatch::Alarm").values()}

@@ -146,9 +146,18 @@ async fn a_410_dead_letters_at_once_and_redelivery_starts_a_new_series() {
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].header("webhook-id"), got[1].header("webhook-id"));
     assert_eq!(got[0].body, got[1].body, "a redelivery sends the same notification");
+    // One notification by its id: its attempts and the notification as sent.
+    let (status, one) = server.call("GET", &format!("/instances/{id}/events/{event_id}"), Some(&admin()), None).await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!((&one["eventId"], &one["status"]), (&json!(event_id), &json!("delivered")));
+    assert_eq!(one["attempts"].as_array().unwrap().len(), 2);
+    assert_eq!(one["notification"], serde_json::from_slice::<Value>(&got[1].body).unwrap());
     // Unknown event ids are 404.
     let (status, _) = server.call("POST", &format!("/instances/{id}/events/nope/redeliver"), Some(&admin()), None).await;
     assert_eq!(status, 404);
+    let (status, body) = server.call("GET", &format!("/instances/{id}/events/nope"), Some(&admin()), None).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("nope"), "{body}");
     server.stop().await;
 }
 

@@ -216,6 +216,11 @@ impl Api {
                 let done = self.manage().redeliver_many(id, &query()).await?;
                 ok(json!({"redelivered": done.event_ids.len(), "eventIds": done.event_ids, "more": done.more}))
             }
+            (["instances", id, "events", event_id], &Method::GET) if *event_id != "redeliver" => {
+                let id = parse_id(id)?;
+                self.authorize(req.headers(), Some(id)).await?;
+                ok(event_json(&self.manage().get_event(id, event_id).await?))
+            }
             (["instances", id, "events", event_id, "redeliver"], &Method::POST) => {
                 let id = parse_id(id)?;
                 self.authorize(req.headers(), Some(id)).await?;

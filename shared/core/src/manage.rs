@@ -133,6 +133,14 @@ impl Manage<'_> {
         Ok(self.events.list(id, &q).await?)
     }
 
+    pub async fn get_event(&self, id: i64, event_id: &str) -> Result<EventRecord, ManageError> {
+        self.get(id).await?;
+        self.events
+            .get(id, event_id)
+            .await?
+            .ok_or_else(|| ManageError::NotFound(format!("instance {id} has no notification {event_id}")))
+    }
+
     pub async fn redeliver_one(&self, id: i64, event_id: &str) -> Result<(), ManageError> {
         self.get(id).await?;
         let ids = [event_id.to_owned()];
