@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use tokio::sync::RwLock;
 
 use crate::queue::{Queue, QueueMessage};
+use sha2::{Digest, Sha256};
 
 type Item = HashMap<String, Av>;
 
@@ -29,6 +30,11 @@ pub const STALE_PENDING: Duration = Duration::from_secs(15 * 60);
 /// Requests in flight at once for one management call: redeliveries (each one UpdateItem and one
 /// SendMessageBatch) and the attempt queries of a listed page.
 const MANAGEMENT_CONCURRENCY: usize = 16;
+
+/// A notification up to this size is kept in its row's `body`. A larger one (the contract takes
+/// Greenhouse bodies up to 1 MiB, a DynamoDB item holds 400 KB) is kept in chunks of this size,
+/// items `BODY#<hash>#<n>` beside its row, which names them (`body_ref`, `body_parts`).
+pub const BODY_CHUNK: usize = 300_000;
 
 /// `deadLetterReason` of a notification the queue refused (SQS unavailable or refusing).
 pub const NOT_QUEUED: &str = "the queue refused it (SQS unavailable); redeliver it";
@@ -114,6 +120,81 @@ impl DynamoStore {
         })
     }
 
+    /// The chunks of a large notification, before the row that names them: the key is a hash of
+    /// the bytes, so a row never names chunks of other bytes (a Greenhouse retry of the delivery
+    /// may carry other bytes while a delivery reads the old ones).
+    async fn put_chunks(&self, event_id: &str, body: &[u8]) -> Result<(String, usize), StoreError> {
+        let hash = Sha256::digest(body);
+        let body_ref = hex::encode(&hash[..8]);
+        let puts: Vec<_> = body
+            .chunks(BODY_CHUNK)
+            .enumerate()
+            .map(|(i, chunk)| {
+                self.dynamo
+                    .put_item()
+                    .table_name(&self.table)
+                    .item("pk", event_pk(event_id))
+                    .item("sk", s(format!("BODY#{body_ref}#{i:02}")))
+                    .item("data", Av::B(Blob::new(chunk)))
+                    .send()
+            })
+            .collect();
+        let parts = puts.len();
+        let results: Vec<_> = futures_util::stream::iter(puts).buffered(4).collect().await;
+        for r in results {
+            r.map_err(unavailable)?;
+        }
+        Ok((body_ref, parts))
+    }
+
+    /// The notification bytes of a row: its `body`, or its chunks put together.
+    async fn body_of(&self, event_id: &str, item: &Item) -> Result<Vec<u8>, StoreError> {
+        let Some(body_ref) = get_s(item, "body_ref") else {
+            return Ok(item.get("body").and_then(|b| b.as_b().ok()).map(|b| b.as_ref().to_vec()).unwrap_or_default());
+        };
+        let parts: usize = get_n(item, "body_parts").ok_or_else(|| corrupt("body_parts"))?;
+        let mut pages = self
+            .dynamo
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :b)")
+            .expression_attribute_values(":pk", event_pk(event_id))
+            .expression_attribute_values(":b", s(format!("BODY#{body_ref}#")))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let (mut body, mut found) = (Vec::with_capacity(parts * BODY_CHUNK), 0);
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(unavailable)?;
+            body.extend_from_slice(item.get("data").and_then(|d| d.as_b().ok()).ok_or_else(|| corrupt("body chunk"))?.as_ref());
+            found += 1;
+        }
+        if found != parts {
+            return Err(corrupt(&format!("{found} of the {parts} chunks of {event_id}'s notification")));
+        }
+        Ok(body)
+    }
+
+    /// The notification bytes of `event_id` (a message too large to carry them names them).
+    pub async fn notification(&self, event_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let out = self
+            .dynamo
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", event_pk(event_id))
+            .key("sk", s("EVENT"))
+            .projection_expression("body, body_ref, body_parts")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        match out.item {
+            Some(item) => Ok(Some(self.body_of(event_id, &item).await?)),
+            None => Ok(None),
+        }
+    }
+
     fn event_from_item(item: &Item) -> Result<EventRecord, StoreError> {
         let status = get_s(item, "status").and_then(|s| EventStatus::parse(&s)).ok_or_else(|| corrupt("status"))?;
         Ok(EventRecord {
@@ -168,11 +249,11 @@ impl DynamoStore {
     /// instance's or is pending (and not overdue).
     async fn redeliver_event(&self, instance_id: i64, id: &str, now_ms: i64) -> Result<Option<String>, StoreError> {
         let Some(item) = self.start_series(id, now_ms, None, Some(instance_id)).await? else { return Ok(None) };
-        let message = QueueMessage {
-            event_id: id.to_owned(),
-            instance_id,
-            series: get_n(&item, "series").unwrap_or(0),
-            notification: item.get("body").and_then(|b| b.as_b().ok()).map(|b| b.as_ref().to_vec()).unwrap_or_default(),
+        let series = get_n(&item, "series").unwrap_or(0);
+        let message = match item.get("body").and_then(|b| b.as_b().ok()) {
+            Some(body) => QueueMessage::of(id, instance_id, series, body.as_ref()),
+            // In chunks: far too large for a message.
+            None => QueueMessage { event_id: id.to_owned(), instance_id, series, notification: None },
         };
         if let Err(e) = self.queue.send(std::slice::from_ref(&message)).await {
             self.not_queued(std::slice::from_ref(&message), now_ms, &e).await;
@@ -215,14 +296,26 @@ impl DynamoStore {
 
     /// Marks the event pending in a new series (or the first one) and returns the series.
     async fn start_series(&self, event_id: &str, now_ms: i64, fields: Option<(&Accepted, u32, &[u8])>, only_if_not_pending: Option<i64>) -> Result<Option<Item>, StoreError> {
+        let chunks = match fields {
+            Some((_, _, body)) if body.len() > BODY_CHUNK => Some(self.put_chunks(event_id, body).await?),
+            _ => None,
+        };
         let mut req = self
             .update_event(event_id)
-            .update_expression(if fields.is_some() {
-                "SET series = if_not_exists(series, :neg) + :one, #st = :pending, attempts = :zero, next_attempt_at = :now, \
-                 updated_at = :now, event_id = :id, instance_id = :inst, part = :part, #ac = :action, created_at = if_not_exists(created_at, :now), \
-                 body = :body, gsi1pk = :g1pk, gsi1sk = if_not_exists(gsi1sk, :g1sk) REMOVE dead_letter_reason"
-            } else {
-                "SET series = series + :one, #st = :pending, attempts = :zero, next_attempt_at = :now, updated_at = :now REMOVE dead_letter_reason"
+            .update_expression(match (fields, &chunks) {
+                (Some(_), None) => {
+                    "SET series = if_not_exists(series, :neg) + :one, #st = :pending, attempts = :zero, next_attempt_at = :now, \
+                     updated_at = :now, event_id = :id, instance_id = :inst, part = :part, #ac = :action, created_at = if_not_exists(created_at, :now), \
+                     body = :body, gsi1pk = :g1pk, gsi1sk = if_not_exists(gsi1sk, :g1sk) REMOVE dead_letter_reason, body_ref, body_parts"
+                }
+                (Some(_), Some(_)) => {
+                    "SET series = if_not_exists(series, :neg) + :one, #st = :pending, attempts = :zero, next_attempt_at = :now, \
+                     updated_at = :now, event_id = :id, instance_id = :inst, part = :part, #ac = :action, created_at = if_not_exists(created_at, :now), \
+                     body_ref = :ref, body_parts = :parts, gsi1pk = :g1pk, gsi1sk = if_not_exists(gsi1sk, :g1sk) REMOVE dead_letter_reason, body"
+                }
+                (None, _) => {
+                    "SET series = series + :one, #st = :pending, attempts = :zero, next_attempt_at = :now, updated_at = :now REMOVE dead_letter_reason"
+                }
             })
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":one", n(1))
@@ -238,9 +331,14 @@ impl DynamoStore {
                 .expression_attribute_values(":inst", n(a.instance_id))
                 .expression_attribute_values(":part", n(part))
                 .expression_attribute_values(":action", s(&a.action))
-                .expression_attribute_values(":body", Av::B(Blob::new(body)))
                 .expression_attribute_values(":g1pk", s(format!("EVENTS#{}", a.instance_id)))
                 .expression_attribute_values(":g1sk", s(event_sort(a.accepted_at_ms, event_id)));
+            req = match &chunks {
+                None => req.expression_attribute_values(":body", Av::B(Blob::new(body))),
+                Some((body_ref, parts)) => {
+                    req.expression_attribute_values(":ref", s(body_ref)).expression_attribute_values(":parts", n(parts))
+                }
+            };
         }
         if let Some(instance_id) = only_if_not_pending {
             // A pending notification is left alone (its message is on the queue), unless its
@@ -415,12 +513,7 @@ impl Events for DynamoStore {
                 .start_series(&note.event_id, a.accepted_at_ms, Some((&a, note.part, &note.body)), None)
                 .await?
                 .ok_or_else(|| corrupt("event update returned nothing"))?;
-            messages.push(QueueMessage {
-                event_id: note.event_id.clone(),
-                instance_id: a.instance_id,
-                series: get_n(&item, "series").unwrap_or(0),
-                notification: note.body.clone(),
-            });
+            messages.push(QueueMessage::of(&note.event_id, a.instance_id, get_n(&item, "series").unwrap_or(0), &note.body));
         }
         if let Err(e) = self.queue.send(&messages).await {
             self.not_queued(&messages, a.accepted_at_ms, &e).await;
@@ -469,10 +562,14 @@ impl Events for DynamoStore {
                 .expression_attribute_names("#st", "status");
         }
         let mut pages = req.into_paginator().items().send();
-        let mut out = vec![];
+        let (mut out, mut chunked) = (vec![], vec![]);
         while out.len() < q.limit {
             let Some(item) = pages.next().await else { break };
-            out.push(Self::event_from_item(&item.map_err(unavailable)?)?);
+            let item = item.map_err(unavailable)?;
+            if item.contains_key("body_ref") {
+                chunked.push((out.len(), item.clone()));
+            }
+            out.push(Self::event_from_item(&item)?);
         }
         if !q.ids_only {
             // One query per notification, `MANAGEMENT_CONCURRENCY` at a time: a page of 500
@@ -482,6 +579,9 @@ impl Events for DynamoStore {
                 futures_util::stream::iter(each).buffered(MANAGEMENT_CONCURRENCY).collect().await;
             for (e, a) in out.iter_mut().zip(attempts) {
                 e.attempts = a?;
+            }
+            for (i, item) in chunked {
+                out[i].body = self.body_of(&out[i].event_id, &item).await?;
             }
         }
         Ok(out)
@@ -503,6 +603,7 @@ impl Events for DynamoStore {
         if event.instance_id != instance_id {
             return Ok(None);
         }
+        event.body = self.body_of(event_id, &item).await?;
         event.attempts = self.attempts_of(event_id).await?;
         Ok(Some(event))
     }

@@ -243,12 +243,27 @@ impl Delivery {
             .get("ApproximateReceiveCount")
             .and_then(|c| c.parse().ok())
             .unwrap_or(1);
+        let body = match message.notification {
+            Some(body) => body,
+            // Too large for a message: the row (or its chunks) has the bytes.
+            None => match self.events.notification(&message.event_id).await {
+                Ok(Some(body)) => body,
+                Ok(None) => {
+                    tracing::error!(message_id = %id, event_id = %message.event_id, "queued notification not in the table");
+                    return false;
+                }
+                Err(e) => {
+                    tracing::error!(event_id = %message.event_id, error = %e, "notification not read; SQS will retry");
+                    return false;
+                }
+            },
+        };
         let queued = QueuedEvent {
             event_id: message.event_id,
             instance_id: message.instance_id,
             series: message.series,
             attempts: receives.saturating_sub(1),
-            body: message.notification,
+            body,
         };
         let instances: &dyn Instances = &self.instances;
         let events: &dyn Events = &self.events;

@@ -129,6 +129,8 @@ pub async fn provision() -> Aws {
         .create_queue()
         .queue_name(format!("q-{suffix}"))
         .attributes(QueueAttributeName::VisibilityTimeout, "60")
+        // The smallest limit SQS has had (queues created before 1 MiB became possible).
+        .attributes(QueueAttributeName::MaximumMessageSize, "262144")
         .attributes(
             QueueAttributeName::RedrivePolicy,
             format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"10"}}"#),
