@@ -75,6 +75,21 @@ class Template(unittest.TestCase):
         self.assertNotIn("sqs:ReceiveMessage", ingest)
         self.assertNotIn("sqs:DeleteMessage", ingest)
 
+    def test_iam_allows_every_call_each_function_makes(self):
+        # The operations each function's code reaches (shared/aws/src/dynamo.rs and queue.rs).
+        needs = {
+            # Instance, dedupe key (Get/Put), the row (Update), the chunks of a large one (Put).
+            "IngestFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "sqs:SendMessage"},
+            # The row and, for a message without its notification, its chunks (Query).
+            "DeliveryFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query",
+                                 "sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage"},
+            "InstancesFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query",
+                                  "sqs:SendMessage"},
+        }
+        for name, want in needs.items():
+            have = {a for st in FUNCTIONS[name]["Properties"]["Policies"][0]["Statement"] for a in st["Action"]}
+            self.assertLessEqual(want, have, f"{name} lacks {want - have}")
+
     def test_secrets_are_noecho_parameters_without_defaults(self):
         for p in ("AdminUserSecret", "AdminOrgSecret"):
             self.assertTrue(T["Parameters"][p].get("NoEcho"), p)
