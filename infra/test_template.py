@@ -58,6 +58,11 @@ class Template(unittest.TestCase):
         self.assertTrue(t["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"])
         self.assertEqual(t["GlobalSecondaryIndexes"][0]["IndexName"], "gsi1")
 
+    def test_delivered_notifications_expire_after_a_retention_every_function_knows(self):
+        p = T["Parameters"]["EventRetentionDays"]
+        self.assertEqual((p["Default"], p["MinValue"], p["MaxValue"]), (30, 1, 36500))
+        self.assertEqual(T["Globals"]["Function"]["Environment"]["Variables"]["EVENT_RETENTION_DAYS"], {"Ref": "EventRetentionDays"})
+
     def test_iam_is_least_privilege(self):
         for name, fn in FUNCTIONS.items():
             policies = fn["Properties"]["Policies"]

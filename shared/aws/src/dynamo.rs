@@ -36,6 +36,15 @@ const MANAGEMENT_CONCURRENCY: usize = 16;
 /// items `BODY#<hash>#<n>` beside its row, which names them (`body_ref`, `body_parts`).
 pub const BODY_CHUNK: usize = 300_000;
 
+/// How long a delivered notification is kept, as in the local mode (`EVENT_RETENTION_DAYS`): its
+/// row and attempts get `expires_at` (the table's TTL attribute) this long after delivery, and
+/// DynamoDB deletes them. Failed and pending ones are kept.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The chunks of a delivered notification expire this much after its row: TTL deletes in no set
+/// order, and a row still readable must find its chunks.
+const CHUNK_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// `deadLetterReason` of a notification the queue refused (SQS unavailable or refusing).
 pub const NOT_QUEUED: &str = "the queue refused it (SQS unavailable); redeliver it";
 
@@ -71,6 +80,23 @@ fn get_n<T: std::str::FromStr>(item: &Item, k: &str) -> Option<T> {
     item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
 }
 
+/// The name of the chunks of a notification kept in chunks (`BODY_CHUNK`).
+fn chunks_ref(body: &[u8]) -> String {
+    hex::encode(&Sha256::digest(body)[..8])
+}
+
+fn chunk_sk(body_ref: &str, i: usize) -> String {
+    format!("BODY#{body_ref}#{i:02}")
+}
+
+/// The sort keys of the chunks a row names.
+fn chunk_sks(item: &Item) -> Vec<String> {
+    match (get_s(item, "body_ref"), get_n::<usize>(item, "body_parts")) {
+        (Some(body_ref), Some(parts)) => (0..parts).map(|i| chunk_sk(&body_ref, i)).collect(),
+        _ => vec![],
+    }
+}
+
 fn corrupt(what: &str) -> StoreError {
     StoreError::Unavailable(format!("malformed item in the table: {what}"))
 }
@@ -94,11 +120,18 @@ pub struct DynamoStore {
     table: String,
     queue: Queue,
     clock: std::sync::Arc<dyn Clock>,
+    retention: Duration,
 }
 
 impl DynamoStore {
     pub fn new(dynamo: Dynamo, table: impl Into<String>, queue: Queue) -> Self {
-        DynamoStore { dynamo, table: table.into(), queue, clock: std::sync::Arc::new(SystemClock) }
+        DynamoStore { dynamo, table: table.into(), queue, clock: std::sync::Arc::new(SystemClock), retention: DEFAULT_RETENTION }
+    }
+
+    /// How long delivered notifications are kept (default `DEFAULT_RETENTION`).
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
     }
 
     pub fn queue(&self) -> &Queue {
@@ -124,8 +157,7 @@ impl DynamoStore {
     /// the bytes, so a row never names chunks of other bytes (a Greenhouse retry of the delivery
     /// may carry other bytes while a delivery reads the old ones).
     async fn put_chunks(&self, event_id: &str, body: &[u8]) -> Result<(String, usize), StoreError> {
-        let hash = Sha256::digest(body);
-        let body_ref = hex::encode(&hash[..8]);
+        let body_ref = chunks_ref(body);
         let puts: Vec<_> = body
             .chunks(BODY_CHUNK)
             .enumerate()
@@ -134,7 +166,7 @@ impl DynamoStore {
                     .put_item()
                     .table_name(&self.table)
                     .item("pk", event_pk(event_id))
-                    .item("sk", s(format!("BODY#{body_ref}#{i:02}")))
+                    .item("sk", s(chunk_sk(&body_ref, i)))
                     .item("data", Av::B(Blob::new(chunk)))
                     .send()
             })
@@ -171,6 +203,10 @@ impl DynamoStore {
             found += 1;
         }
         if found != parts {
+            if item.contains_key("expires_at") {
+                // Delivered and past its retention: TTL is deleting it, chunks first this time.
+                return Ok(vec![]);
+            }
             return Err(corrupt(&format!("{found} of the {parts} chunks of {event_id}'s notification")));
         }
         Ok(body)
@@ -184,7 +220,7 @@ impl DynamoStore {
             .table_name(&self.table)
             .key("pk", event_pk(event_id))
             .key("sk", s("EVENT"))
-            .projection_expression("body, body_ref, body_parts")
+            .projection_expression("body, body_ref, body_parts, expires_at")
             .consistent_read(true)
             .send()
             .await
@@ -240,6 +276,81 @@ impl DynamoStore {
         Ok(out)
     }
 
+    /// The sort keys of a notification's attempts.
+    async fn attempt_sks(&self, event_id: &str) -> Result<Vec<String>, StoreError> {
+        let mut pages = self
+            .dynamo
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :a)")
+            .expression_attribute_values(":pk", event_pk(event_id))
+            .expression_attribute_values(":a", s("ATTEMPT#"))
+            .projection_expression("sk")
+            .into_paginator()
+            .items()
+            .send();
+        let mut out = vec![];
+        while let Some(item) = pages.next().await {
+            out.extend(get_s(&item.map_err(unavailable)?, "sk"));
+        }
+        Ok(out)
+    }
+
+    /// Sets (`Some`, epoch seconds) or removes (`None`) the TTL of items of a notification, by
+    /// sort key, `MANAGEMENT_CONCURRENCY` at a time. An item gone meanwhile is not recreated.
+    async fn set_expiry(&self, event_id: &str, sks: Vec<String>, expires_at: Option<i64>) -> Result<(), StoreError> {
+        let each: Vec<_> = sks
+            .into_iter()
+            .map(|sk| {
+                let req = self
+                    .dynamo
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("pk", event_pk(event_id))
+                    .key("sk", s(sk))
+                    .condition_expression("attribute_exists(pk)");
+                match expires_at {
+                    Some(at) => req.update_expression("SET expires_at = :t").expression_attribute_values(":t", n(at)),
+                    None => req.update_expression("REMOVE expires_at"),
+                }
+                .send()
+            })
+            .collect();
+        let results: Vec<_> = futures_util::stream::iter(each).buffered(MANAGEMENT_CONCURRENCY).collect().await;
+        for r in results {
+            match r {
+                Ok(_) => {}
+                Err(e) if condition_failed(&e) => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// A delivered notification's older attempts and its chunks expire with it (the attempt just
+    /// recorded and the row already carry `expires_at`). Best effort: what fails here is kept
+    /// longer, which is no reason to deliver the notification again.
+    async fn expire_the_rest(&self, event: &QueuedEvent, log: &AttemptLog, expires_at: i64) {
+        let result = async {
+            if log.series > 0 || log.attempt > 1 {
+                let this = format!("ATTEMPT#{:05}#{:03}", log.series, log.attempt);
+                let older = self.attempt_sks(&event.event_id).await?.into_iter().filter(|sk| *sk != this).collect();
+                self.set_expiry(&event.event_id, older, Some(expires_at)).await?;
+            }
+            if event.body.len() > BODY_CHUNK {
+                let body_ref = chunks_ref(&event.body);
+                let parts = event.body.len().div_ceil(BODY_CHUNK);
+                let sks = (0..parts).map(|i| chunk_sk(&body_ref, i)).collect();
+                self.set_expiry(&event.event_id, sks, Some(expires_at + CHUNK_GRACE.as_secs() as i64)).await?;
+            }
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(event_id = %event.event_id, error = %e, "delivered, but some of its items keep no expiry");
+        }
+    }
+
     /// An `UpdateItem` of a notification's row (`EVENT#<id>` / `EVENT`).
     fn update_event(&self, event_id: &str) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
         self.dynamo.update_item().table_name(&self.table).key("pk", event_pk(event_id)).key("sk", s("EVENT"))
@@ -255,6 +366,18 @@ impl DynamoStore {
             // In chunks: far too large for a message.
             None => QueueMessage { event_id: id.to_owned(), instance_id, series, notification: None },
         };
+        // Delivered before, it was set to expire (the row's TTL is gone with the update): its
+        // chunks and attempts are kept again, or the row would outlive its bytes and history.
+        if item.contains_key("expires_at") {
+            let kept = async {
+                self.set_expiry(id, chunk_sks(&item), None).await?;
+                self.set_expiry(id, self.attempt_sks(id).await?, None).await
+            };
+            if let Err(e) = kept.await {
+                self.not_queued(std::slice::from_ref(&message), now_ms, &e).await;
+                return Err(e);
+            }
+        }
         if let Err(e) = self.queue.send(std::slice::from_ref(&message)).await {
             self.not_queued(std::slice::from_ref(&message), now_ms, &e).await;
             return Err(e);
@@ -294,7 +417,8 @@ impl DynamoStore {
         }
     }
 
-    /// Marks the event pending in a new series (or the first one) and returns the series.
+    /// Marks the event pending in a new series (or the first one) and returns its row: as it is now
+    /// for an ingest (`fields`), as it was before (but with the new `series`) for a redelivery.
     async fn start_series(&self, event_id: &str, now_ms: i64, fields: Option<(&Accepted, u32, &[u8])>, only_if_not_pending: Option<i64>) -> Result<Option<Item>, StoreError> {
         let chunks = match fields {
             Some((_, _, body)) if body.len() > BODY_CHUNK => Some(self.put_chunks(event_id, body).await?),
@@ -306,15 +430,15 @@ impl DynamoStore {
                 (Some(_), None) => {
                     "SET series = if_not_exists(series, :neg) + :one, #st = :pending, attempts = :zero, next_attempt_at = :now, \
                      updated_at = :now, event_id = :id, instance_id = :inst, part = :part, #ac = :action, created_at = if_not_exists(created_at, :now), \
-                     body = :body, gsi1pk = :g1pk, gsi1sk = if_not_exists(gsi1sk, :g1sk) REMOVE dead_letter_reason, body_ref, body_parts"
+                     body = :body, gsi1pk = :g1pk, gsi1sk = if_not_exists(gsi1sk, :g1sk) REMOVE dead_letter_reason, expires_at, body_ref, body_parts"
                 }
                 (Some(_), Some(_)) => {
                     "SET series = if_not_exists(series, :neg) + :one, #st = :pending, attempts = :zero, next_attempt_at = :now, \
                      updated_at = :now, event_id = :id, instance_id = :inst, part = :part, #ac = :action, created_at = if_not_exists(created_at, :now), \
-                     body_ref = :ref, body_parts = :parts, gsi1pk = :g1pk, gsi1sk = if_not_exists(gsi1sk, :g1sk) REMOVE dead_letter_reason, body"
+                     body_ref = :ref, body_parts = :parts, gsi1pk = :g1pk, gsi1sk = if_not_exists(gsi1sk, :g1sk) REMOVE dead_letter_reason, expires_at, body"
                 }
                 (None, _) => {
-                    "SET series = series + :one, #st = :pending, attempts = :zero, next_attempt_at = :now, updated_at = :now REMOVE dead_letter_reason"
+                    "SET series = series + :one, #st = :pending, attempts = :zero, next_attempt_at = :now, updated_at = :now REMOVE dead_letter_reason, expires_at"
                 }
             })
             .expression_attribute_names("#st", "status")
@@ -322,7 +446,8 @@ impl DynamoStore {
             .expression_attribute_values(":pending", s("pending"))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":now", n(now_ms))
-            .return_values(ReturnValue::AllNew);
+            // A redelivery needs to know whether the row was set to expire (see `redeliver_event`).
+            .return_values(if fields.is_some() { ReturnValue::AllNew } else { ReturnValue::AllOld });
         if let Some((a, part, body)) = fields {
             req = req
                 .expression_attribute_names("#ac", "action")
@@ -350,7 +475,16 @@ impl DynamoStore {
                 .expression_attribute_values(":stale", n(now_ms - STALE_PENDING.as_millis() as i64));
         }
         match req.send().await {
-            Ok(out) => Ok(out.attributes),
+            Ok(out) => {
+                let mut item = out.attributes;
+                if fields.is_none()
+                    && let Some(item) = &mut item
+                {
+                    let series = get_n::<u32>(item, "series").ok_or_else(|| corrupt("series"))?;
+                    item.insert("series".into(), n(series + 1));
+                }
+                Ok(item)
+            }
             Err(e) if condition_failed(&e) => Ok(None),
             Err(e) => Err(unavailable(e)),
         }
@@ -609,6 +743,9 @@ impl Events for DynamoStore {
     }
 
     async fn record_attempt(&self, event: &QueuedEvent, log: AttemptLog, next: NextStep) -> Result<(), StoreError> {
+        // Delivered: the row and its attempts expire `retention` after (DynamoDB TTL, seconds).
+        let expires_at = matches!(next, NextStep::Delivered)
+            .then(|| (log.at_ms + log.duration_ms as i64 + self.retention.as_millis() as i64) / 1000);
         let mut put = self
             .dynamo
             .put_item()
@@ -625,6 +762,9 @@ impl Events for DynamoStore {
         }
         if let Some(err) = &log.error {
             put = put.item("error", s(err));
+        }
+        if let Some(at) = expires_at {
+            put = put.item("expires_at", n(at));
         }
         put.send().await.map_err(unavailable)?;
         let status = match next {
@@ -644,13 +784,20 @@ impl Events for DynamoStore {
             NextStep::RetryAt { at_ms } => update
                 .update_expression("SET #st = :st, attempts = :a, updated_at = :u, next_attempt_at = :next")
                 .expression_attribute_values(":next", n(*at_ms)),
-            NextStep::Delivered => update.update_expression("SET #st = :st, attempts = :a, updated_at = :u REMOVE next_attempt_at"),
+            NextStep::Delivered => update
+                .update_expression("SET #st = :st, attempts = :a, updated_at = :u, expires_at = :exp REMOVE next_attempt_at")
+                .expression_attribute_values(":exp", n(expires_at.unwrap_or_default())),
             NextStep::DeadLettered(reason) => update
                 .update_expression("SET #st = :st, attempts = :a, updated_at = :u, dead_letter_reason = :r REMOVE next_attempt_at")
                 .expression_attribute_values(":r", s(reason.as_str())),
         };
         match update.send().await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                if let Some(at) = expires_at {
+                    self.expire_the_rest(event, &log, at).await;
+                }
+                Ok(())
+            }
             // A redelivery started a new series meanwhile: the attempt is logged, the row is its.
             Err(e) if condition_failed(&e) => Ok(()),
             Err(e) => Err(unavailable(e)),

@@ -27,6 +27,8 @@ pub struct Env {
     pub policy: NetworkPolicy,
     pub time_scale: f64,
     pub attempt_timeout: Duration,
+    /// Delivered notifications expire this long after delivery (`EVENT_RETENTION_DAYS`).
+    pub event_retention: Duration,
 }
 
 impl std::fmt::Debug for Env {
@@ -37,13 +39,19 @@ impl std::fmt::Debug for Env {
             .field("public_base_url", &self.public_base_url)
             .field("policy", &self.policy)
             .field("time_scale", &self.time_scale)
+            .field("event_retention", &self.event_retention)
             .finish_non_exhaustive()
     }
 }
 
 impl Env {
     pub fn from_env() -> Result<Self, String> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Self::from_vars(|k| std::env::var(k).ok())
+    }
+
+    /// The configuration from `lookup` (an unset or empty variable is absent).
+    pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let var = |k: &str| lookup(k).filter(|v| !v.is_empty());
         let need = |k: &str| var(k).ok_or_else(|| format!("{k} is not set"));
         let allow =
             NetworkPolicy::parse_allow_list(&var("CALLBACK_ALLOW_NETS").unwrap_or_default())
@@ -66,6 +74,13 @@ impl Env {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(15_000),
             ),
+            event_retention: match var("EVENT_RETENTION_DAYS") {
+                None => crate::dynamo::DEFAULT_RETENTION,
+                Some(days) => match days.parse::<u64>() {
+                    Ok(d @ 1..=36500) => Duration::from_secs(d * 24 * 3600),
+                    _ => return Err(format!("EVENT_RETENTION_DAYS: {days:?} is not a number of days from 1 to 36500")),
+                },
+            },
         })
     }
 }
@@ -131,7 +146,8 @@ pub async fn store(env: &Env) -> Result<DynamoStore, String> {
         dynamo,
         env.table_name.clone(),
         Queue::new(sqs, env.queue_url.clone()),
-    ))
+    )
+    .with_retention(env.event_retention))
 }
 
 pub fn api(env: &Env, store: DynamoStore, callback: Arc<dyn Callback>) -> Api {
@@ -293,5 +309,36 @@ impl Delivery {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(extra: &[(&str, &str)]) -> Result<Env, String> {
+        let vars: std::collections::HashMap<String, String> = [("TABLE_NAME", "t"), ("QUEUE_URL", "q")]
+            .iter()
+            .chain(extra)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Env::from_vars(|k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn event_retention_is_30_days_unless_set_to_1_to_36500() {
+        assert_eq!(env(&[]).unwrap().event_retention, Duration::from_secs(30 * 86400));
+        assert_eq!(env(&[("EVENT_RETENTION_DAYS", "")]).unwrap().event_retention, Duration::from_secs(30 * 86400));
+        assert_eq!(env(&[("EVENT_RETENTION_DAYS", "7")]).unwrap().event_retention, Duration::from_secs(7 * 86400));
+        for bad in ["0", "-1", "seven", "36501", "1.5"] {
+            let e = env(&[("EVENT_RETENTION_DAYS", bad)]).unwrap_err();
+            assert!(e.starts_with("EVENT_RETENTION_DAYS"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn table_and_queue_are_required() {
+        let e = Env::from_vars(|_| None).unwrap_err();
+        assert!(e.contains("TABLE_NAME"), "{e}");
     }
 }

@@ -466,3 +466,83 @@ async fn large_notifications_of_one_delivery_are_queued_in_batches_within_the_si
         assert_signed_with_raw(headers, sent, &body);
     }
 }
+
+/// Every item of a notification (row, attempts, chunks) by sort key, with its `expires_at`.
+async fn expiries(aws: &Aws, event_id: &str) -> std::collections::BTreeMap<String, Option<i64>> {
+    use aws_sdk_dynamodb::types::AttributeValue as Av;
+    let out = aws
+        .dynamo
+        .query()
+        .table_name(&aws.table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", Av::S(format!("EVENT#{event_id}")))
+        .send()
+        .await
+        .unwrap();
+    out.items()
+        .iter()
+        .map(|i| {
+            let sk = i["sk"].as_s().unwrap().clone();
+            (sk, i.get("expires_at").map(|v| v.as_n().unwrap().parse().unwrap()))
+        })
+        .collect()
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// A delivered notification expires (DynamoDB TTL) 30 days after delivery: its row, every
+/// attempt and its chunks (a week later). A failed one is kept. A redelivered one is kept again,
+/// chunks and attempts included, until it is delivered again.
+#[tokio::test]
+async fn a_delivered_notification_expires_after_the_retention_and_a_redelivered_one_is_kept() {
+    let aws = provision().await;
+    let api = aws.api();
+    let rx = Receiver::start().await;
+    rx.script.lock().unwrap().extend([500, 200, 410]);
+    let id = instance(&api, &rx.url).await["id"].as_i64().unwrap();
+    let body = format!(r#"{{"action":"job_created","payload":{{"job":{{"id":3,"notes":"{}"}}}}}}"#, "j".repeat(400_000));
+    let (_, v) = webhook(&api, id, &body, "ttl-1").await;
+    let event_id = v["eventId"].as_str().unwrap().to_owned();
+
+    // A 500, then delivered on the second receive.
+    let mut event = aws.receive_event().await;
+    let again = event.clone();
+    assert_eq!(delivery(&aws).handle_batch(event).await.batch_item_failures.len(), 1);
+    assert!(expiries(&aws, &event_id).await.values().all(Option::is_none), "nothing expires before delivery");
+    event = again;
+    event.records[0].attributes.insert("ApproximateReceiveCount".into(), "2".into());
+    assert!(delivery(&aws).handle_batch(event).await.batch_item_failures.is_empty());
+    let items = expiries(&aws, &event_id).await;
+    let sks: Vec<&str> = items.keys().map(String::as_str).collect();
+    assert_eq!(sks.len(), 5, "row, two attempts, two chunks: {sks:?}");
+    let row = items["EVENT"].unwrap();
+    let month = 30 * 24 * 3600;
+    assert!((row - (now_s() + month)).abs() < 120, "{row}");
+    for (sk, at) in &items {
+        let want = if sk.starts_with("BODY#") { row + 7 * 24 * 3600 } else { row };
+        assert_eq!(*at, Some(want), "{sk}");
+    }
+
+    // Redelivered: kept again, all of it; a 410 leaves it failed, and failed ones are kept.
+    let (status, v) = call(&api, "POST", &format!("/instances/{id}/events/{event_id}/redeliver"), &[admin()], vec![]).await;
+    assert_eq!(status, 200, "{v}");
+    assert!(expiries(&aws, &event_id).await.values().all(Option::is_none));
+    assert!(delivery(&aws).handle_batch(aws.receive_event().await).await.batch_item_failures.is_empty());
+    assert_eq!(events_of(&api, id).await[0]["status"], "failed");
+    let items = expiries(&aws, &event_id).await;
+    assert_eq!(items.len(), 6);
+    assert!(items.values().all(Option::is_none), "{items:?}");
+
+    // Redelivered and delivered: every item expires again, the row 30 days from now.
+    call(&api, "POST", &format!("/instances/{id}/events/{event_id}/redeliver"), &[admin()], vec![]).await;
+    let events = deliver_the_queued_one(&aws, &api, id, &event_id, 2).await;
+    assert_eq!(events[0]["attempts"].as_array().unwrap().len(), 4);
+    let items = expiries(&aws, &event_id).await;
+    let row = items["EVENT"].unwrap();
+    assert!((row - (now_s() + month)).abs() < 120, "{row}");
+    assert_eq!(items.values().filter(|at| **at == Some(row)).count(), 5, "{items:?}");
+    assert_eq!(items.values().filter(|at| **at == Some(row + 7 * 24 * 3600)).count(), 2, "{items:?}");
+    assert_eq!(rx.got.lock().unwrap().len(), 4);
+}

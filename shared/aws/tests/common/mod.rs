@@ -168,6 +168,7 @@ impl Aws {
             policy: loopback_policy(),
             time_scale: 1.0,
             attempt_timeout: Duration::from_secs(5),
+            event_retention: relay_aws::dynamo::DEFAULT_RETENTION,
         }
     }
 
