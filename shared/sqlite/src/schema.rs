@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS events (
     body               BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_due ON events (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS events_due_by_instance ON events (instance_id, next_attempt_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS events_by_instance ON events (instance_id, created_at);
 CREATE TABLE IF NOT EXISTS attempts (
     id            INTEGER PRIMARY KEY,
