@@ -368,10 +368,16 @@ impl DynamoStore {
         };
         // Delivered before, it was set to expire (the row's TTL is gone with the update): its
         // chunks and attempts are kept again, or the row would outlive its bytes and history.
-        if item.contains_key("expires_at") {
+        // Chunks are cleared whatever the row says: a redelivery that failed halfway may have
+        // left some set to expire under a row that no longer is.
+        let (chunks, expired) = (chunk_sks(&item), item.contains_key("expires_at"));
+        if !chunks.is_empty() || expired {
             let kept = async {
-                self.set_expiry(id, chunk_sks(&item), None).await?;
-                self.set_expiry(id, self.attempt_sks(id).await?, None).await
+                self.set_expiry(id, chunks, None).await?;
+                if expired {
+                    self.set_expiry(id, self.attempt_sks(id).await?, None).await?;
+                }
+                Ok(())
             };
             if let Err(e) = kept.await {
                 self.not_queued(std::slice::from_ref(&message), now_ms, &e).await;
