@@ -113,6 +113,10 @@ class Template(unittest.TestCase):
     def test_alarms_on_dead_letters_errors_and_throttles(self):
         metrics = {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in by_type("AWS::CloudWatch::Alarm").values()}
         self.assertIn(("AWS/SQS", "ApproximateNumberOfMessagesVisible"), metrics)
+        # Dead-lettered notifications never reach the DLQ: the delivery function's EMF metric.
+        self.assertIn(("GreenhouseRelay", "DeadLettered"), metrics)
+        dead = RES["DeadLetteredAlarm"]["Properties"]
+        self.assertEqual(dead["Dimensions"], [{"Name": "Function", "Value": {"Ref": "DeliveryFunction"}}])
         self.assertIn(("AWS/Lambda", "Errors"), metrics)
         self.assertIn(("AWS/Lambda", "Throttles"), metrics)
 

@@ -21,7 +21,11 @@ async fn main() -> Result<(), Error> {
     // Delivering is this function's work: pay for the TLS setup during init, not on the first event.
     callback.warm()?;
     let callback = Arc::new(callback);
-    let delivery = Delivery::new(store, callback, env.time_scale);
+    let mut delivery = Delivery::new(store, callback, env.time_scale);
+    // Lambda names the function in its environment; the metrics' `Function` dimension.
+    if let Ok(name) = std::env::var("AWS_LAMBDA_FUNCTION_NAME") {
+        delivery = delivery.with_metrics(relay_aws::metrics::Metrics::stdout(name));
+    }
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let delivery = &delivery;
         async move { Ok::<SqsBatchResponse, Error>(delivery.handle_batch(event.payload).await) }

@@ -14,6 +14,7 @@ use relay_core::network::NetworkPolicy;
 use relay_core::ports::{Callback, Clock, Events, Instances, NextStep, QueuedEvent, SystemClock};
 
 use crate::dynamo::{CachedInstances, DynamoStore};
+use crate::metrics::{Metrics, Outcomes};
 use crate::queue::{Queue, QueueMessage};
 
 /// Deployment configuration, read once per cold start.
@@ -211,6 +212,17 @@ pub struct Delivery {
     pub callback: Arc<dyn Callback>,
     pub clock: Arc<dyn Clock>,
     pub config: DeliveryConfig,
+    /// One EMF line per batch (`crate::metrics`), when set.
+    pub metrics: Option<Metrics>,
+}
+
+/// What became of one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Delivered,
+    Retried,
+    DeadLettered,
+    Unprocessed,
 }
 
 impl Delivery {
@@ -221,7 +233,13 @@ impl Delivery {
             callback,
             clock: Arc::new(SystemClock),
             config: DeliveryConfig { time_scale },
+            metrics: None,
         }
+    }
+
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Delivers every record of the batch concurrently. A record whose attempt failed gets its
@@ -232,18 +250,29 @@ impl Delivery {
             futures_util::future::join_all(event.records.iter().map(|r| self.handle_record(r)))
                 .await;
         let mut response = SqsBatchResponse::default();
-        for (record, ok) in event.records.iter().zip(results) {
-            if !ok {
+        let mut outcomes = Outcomes::default();
+        for (record, outcome) in event.records.iter().zip(results) {
+            let count = match outcome {
+                Outcome::Delivered => &mut outcomes.delivered,
+                Outcome::Retried => &mut outcomes.retried,
+                Outcome::DeadLettered => &mut outcomes.dead_lettered,
+                Outcome::Unprocessed => &mut outcomes.unprocessed,
+            };
+            *count += 1;
+            // Delivered and dead-lettered ones are done: SQS may delete their messages.
+            if matches!(outcome, Outcome::Retried | Outcome::Unprocessed) {
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = record.message_id.clone().unwrap_or_default();
                 response.batch_item_failures.push(failure);
             }
         }
+        if let Some(metrics) = &self.metrics {
+            metrics.record(self.clock.now_ms(), &outcomes);
+        }
         response
     }
 
-    /// True when SQS may delete the message.
-    async fn handle_record(&self, record: &SqsMessage) -> bool {
+    async fn handle_record(&self, record: &SqsMessage) -> Outcome {
         let id = record.message_id.clone().unwrap_or_default();
         let Some(message) = record
             .body
@@ -252,7 +281,7 @@ impl Delivery {
         else {
             // Unreadable: keep failing it, so the redrive policy moves it to the dead-letter queue.
             tracing::error!(message_id = %id, "unreadable queue message");
-            return false;
+            return Outcome::Unprocessed;
         };
         let receives: u32 = record
             .attributes
@@ -266,11 +295,11 @@ impl Delivery {
                 Ok(Some(body)) => body,
                 Ok(None) => {
                     tracing::error!(message_id = %id, event_id = %message.event_id, "queued notification not in the table");
-                    return false;
+                    return Outcome::Unprocessed;
                 }
                 Err(e) => {
                     tracing::error!(event_id = %message.event_id, error = %e, "notification not read; SQS will retry");
-                    return false;
+                    return Outcome::Unprocessed;
                 }
             },
         };
@@ -293,7 +322,8 @@ impl Delivery {
         )
         .await
         {
-            Ok(NextStep::Delivered | NextStep::DeadLettered(_)) => true,
+            Ok(NextStep::Delivered) => Outcome::Delivered,
+            Ok(NextStep::DeadLettered(_)) => Outcome::DeadLettered,
             Ok(NextStep::RetryAt { at_ms }) => {
                 let delay = Duration::from_millis((at_ms - self.clock.now_ms()).max(0) as u64);
                 if let Some(handle) = &record.receipt_handle
@@ -302,11 +332,11 @@ impl Delivery {
                     // The queue's own visibility timeout applies instead: an earlier retry.
                     tracing::warn!(event_id = %queued.event_id, error = %e, "could not set the retry delay");
                 }
-                false
+                Outcome::Retried
             }
             Err(e) => {
                 tracing::error!(event_id = %queued.event_id, error = %e, "attempt not recorded; SQS will retry");
-                false
+                Outcome::Unprocessed
             }
         }
     }

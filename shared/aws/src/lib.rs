@@ -4,6 +4,7 @@
 pub mod dynamo;
 pub mod http;
 pub mod lambda;
+pub mod metrics;
 pub mod queue;
 
 pub use dynamo::{CachedInstances, DynamoStore};

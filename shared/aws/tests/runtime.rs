@@ -546,3 +546,36 @@ async fn a_delivered_notification_expires_after_the_retention_and_a_redelivered_
     assert_eq!(items.values().filter(|at| **at == Some(row + 7 * 24 * 3600)).count(), 2, "{items:?}");
     assert_eq!(rx.got.lock().unwrap().len(), 4);
 }
+
+/// One EMF line per batch: what was delivered, retried, dead-lettered (a 410 here, which never
+/// reaches the SQS dead-letter queue) and left unprocessed (an unreadable message).
+#[tokio::test]
+async fn each_batch_reports_its_outcomes_as_cloudwatch_metrics() {
+    let aws = provision().await;
+    let api = aws.api();
+    let rx = Receiver::start().await;
+    rx.script.lock().unwrap().extend([410, 500]);
+    let id = instance(&api, &rx.url).await["id"].as_i64().unwrap();
+    for (n, key) in ["m1", "m2", "m3"].iter().enumerate() {
+        webhook(&api, id, &format!(r#"{{"action":"job_deleted","payload":{{"job":{{"id":{n}}}}}}}"#), key).await;
+    }
+    let mut event = aws.receive_event().await;
+    assert_eq!(event.records.len(), 3);
+    let mut garbage = event.records[0].clone();
+    garbage.message_id = Some("not-ours".into());
+    garbage.body = Some("{not a queue message".into());
+    event.records.push(garbage);
+    let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    let metrics = relay_aws::metrics::Metrics::to("relay-Delivery", move |line| sink.lock().unwrap().push(line));
+    let response = delivery(&aws).with_metrics(metrics).handle_batch(event).await;
+    assert_eq!(response.batch_item_failures.len(), 2, "the 500 and the unreadable one stay on the queue");
+    let lines = lines.lock().unwrap().clone();
+    assert_eq!(lines.len(), 1, "one line per batch");
+    let v: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "GreenhouseRelay");
+    assert_eq!(v["Function"], "relay-Delivery");
+    let counts: Vec<u64> = ["Delivered", "Retried", "DeadLettered", "Unprocessed"].iter().map(|k| v[k].as_u64().unwrap()).collect();
+    assert_eq!(counts, [1, 1, 1, 1]);
+    assert!(!lines[0].contains(SIGNING_KEY) && !lines[0].contains(VENDOR_KEY));
+}
