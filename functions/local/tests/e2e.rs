@@ -556,3 +556,90 @@ async fn a_store_that_cannot_write_answers_503_and_acknowledges_nothing() {
     rx.wait_for(1, WAIT).await;
     server.stop().await;
 }
+
+/// GETs a page of the events list: its notifications and its `next` link, if any.
+async fn page(server: &Server, path: &str) -> (Vec<Value>, Option<String>, usize) {
+    let resp = server.http.get(format!("{}{path}", server.base)).header("authorization", admin()).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{path}");
+    let next = resp.headers().get("link").map(|l| {
+        let l = l.to_str().unwrap();
+        assert!(l.ends_with(r#">; rel="next""#), "{l}");
+        l.trim_start_matches('<').split('>').next().unwrap().to_owned()
+    });
+    let bytes = resp.bytes().await.unwrap();
+    (serde_json::from_slice::<Vec<Value>>(&bytes).unwrap(), next, bytes.len())
+}
+
+#[tokio::test]
+async fn the_events_list_pages_with_a_next_link_and_stays_under_4_mib() {
+    let dir = tmp();
+    let rx = Receiver::start().await;
+    rx.script((0..5).map(|_| Reply::status(410)));
+    let server = Server::start(config(dir.path(), 0.001)).await;
+    let id = id_of(&server.create_instance(&rx.url(), json!({})).await);
+    let mut ids = vec![];
+    for n in 0..5 {
+        let body = format!(r#"{{"action":"job_deleted","payload":{{"job":{{"id":{n}}}}}}}"#);
+        let (_, r) = server.webhook(id, body.as_bytes(), VENDOR_KEY, Some(&format!("p{n}"))).await;
+        ids.push(r["eventId"].as_str().unwrap().to_owned());
+    }
+    for e in &ids {
+        server.wait_status(id, e, "failed", WAIT).await;
+    }
+    // Pages of two, newest first, the filter kept in the link; together every one, once.
+    let mut path = format!("/instances/{id}/events?status=failed&limit=2");
+    let mut seen: Vec<Value> = vec![];
+    let mut pages = 0;
+    loop {
+        let (events, next, _) = page(&server, &path).await;
+        pages += 1;
+        assert!(events.len() <= 2 && pages <= 3, "page {pages}: {path}");
+        seen.extend(events);
+        match next {
+            Some(n) => {
+                assert!(n.contains("status=failed") && n.contains("limit=2"), "{n}");
+                path = n;
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3, "2 + 2 + 1, and no link after the last");
+    assert_eq!(seen.len(), 5);
+    let mut got: Vec<String> = seen.iter().map(|e| e["eventId"].as_str().unwrap().to_owned()).collect();
+    let order = got.clone();
+    got.sort();
+    got.dedup();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(got, want);
+    let (all, next, _) = page(&server, &format!("/instances/{id}/events")).await;
+    assert!(next.is_none());
+    let all: Vec<String> = all.iter().map(|e| e["eventId"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(all, order, "the pages follow the list's order");
+    // A cursor that is not one is a 400 naming the parameter.
+    for bad in ["x", "12_", "_abc", "-1_abc", "1_a%20b"] {
+        let (status, body) = server.call("GET", &format!("/instances/{id}/events?before={bad}"), Some(&admin()), None).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body["message"].as_str().unwrap().starts_with("before:"), "{body}");
+    }
+
+    // Five notifications of about 1 MB: the page ends before 4 MiB, with a link to the rest.
+    let mut big = vec![];
+    for n in 0..5 {
+        let body = format!(r#"{{"action":"job_created","payload":{{"job":{{"id":{n},"notes":"{}"}}}}}}"#, "b".repeat(1_000_000));
+        let (status, r) = server.webhook(id, body.as_bytes(), VENDOR_KEY, Some(&format!("big{n}"))).await;
+        assert_eq!(status, 200, "{r}");
+        big.push(r["eventId"].as_str().unwrap().to_owned());
+    }
+    let (first, next, bytes) = page(&server, &format!("/instances/{id}/events?limit=10")).await;
+    assert!(bytes <= 4 * 1024 * 1024, "{bytes}");
+    assert!((1..5).contains(&first.len()), "{}", first.len());
+    let (rest, _, _) = page(&server, &next.expect("a next link")).await;
+    let firsts: Vec<&str> = first.iter().chain(&rest).take(5).map(|e| e["eventId"].as_str().unwrap()).collect();
+    let mut firsts_sorted = firsts.clone();
+    firsts_sorted.sort();
+    let mut big_sorted: Vec<&str> = big.iter().map(String::as_str).collect();
+    big_sorted.sort();
+    assert_eq!(firsts_sorted, big_sorted, "the newest five are the large ones, none skipped or repeated");
+    server.stop().await;
+}

@@ -683,11 +683,26 @@ impl Events for DynamoStore {
             .index_name("gsi1")
             .scan_index_forward(false)
             .expression_attribute_values(":p", s(format!("EVENTS#{instance_id}")));
-        req = match q.since_ms {
-            Some(since) => req
+        // A page after `before` ends at its sort key (inclusive: BETWEEN is; it is skipped below).
+        let before = q.before.as_ref().map(|(ms, id)| event_sort(*ms, id));
+        if let (Some(since), Some(b)) = (q.since_ms, &before)
+            && format!("{since:015}").as_str() > b.as_str()
+        {
+            // Nothing is both that new and older than the cursor (and BETWEEN would refuse it).
+            return Ok(vec![]);
+        }
+        req = match (q.since_ms, &before) {
+            (Some(since), None) => req
                 .key_condition_expression("gsi1pk = :p AND gsi1sk >= :since")
                 .expression_attribute_values(":since", s(format!("{since:015}"))),
-            None => req.key_condition_expression("gsi1pk = :p"),
+            (Some(since), Some(b)) => req
+                .key_condition_expression("gsi1pk = :p AND gsi1sk BETWEEN :since AND :before")
+                .expression_attribute_values(":since", s(format!("{since:015}")))
+                .expression_attribute_values(":before", s(b)),
+            (None, Some(b)) => req
+                .key_condition_expression("gsi1pk = :p AND gsi1sk < :before")
+                .expression_attribute_values(":before", s(b)),
+            (None, None) => req.key_condition_expression("gsi1pk = :p"),
         };
         if let Some(status) = q.status {
             req = req
@@ -698,7 +713,7 @@ impl Events for DynamoStore {
         if q.ids_only {
             // What `event_from_item` requires, without the body (up to 400 KB per item).
             req = req
-                .projection_expression("event_id, instance_id, #st")
+                .projection_expression("event_id, instance_id, #st, gsi1sk")
                 .expression_attribute_names("#st", "status");
         }
         let mut pages = req.into_paginator().items().send();
@@ -706,6 +721,9 @@ impl Events for DynamoStore {
         while out.len() < q.limit {
             let Some(item) = pages.next().await else { break };
             let item = item.map_err(unavailable)?;
+            if before.is_some() && get_s(&item, "gsi1sk") == before {
+                continue;
+            }
             if item.contains_key("body_ref") {
                 chunked.push((out.len(), item.clone()));
             }

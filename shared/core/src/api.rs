@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::greenhouse::MAX_BODY_BYTES;
 use crate::ingest::{self, IngestError, IngestOutcome};
 use crate::instance::{ConfigError, token_hash};
-use crate::manage::{Manage, ManageError, event_json, instance_json};
+use crate::manage::{Manage, ManageError, event_json, instance_json, page_cursor};
 use crate::network::NetworkPolicy;
 use crate::ports::{Callback, Clock, Events, Instances};
 
@@ -116,6 +116,44 @@ impl From<ManageError> for ApiError {
     }
 }
 
+/// A list response stays under this many bytes (a Lambda answers at most 6 MB): the page ends
+/// early, with a `next` link, rather than fail. Always at least one notification.
+pub const LIST_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// The JSON array of a page, cut at `LIST_BYTES_MAX`, and when others follow a
+/// `Link: </instances/{id}/events?...&before=<cursor>>; rel="next"` (the request's other
+/// parameters kept).
+fn events_page(id: i64, query: Option<&str>, page: &crate::manage::EventPage) -> Response<Bytes> {
+    let mut body = Vec::with_capacity(1024);
+    body.push(b'[');
+    let mut last = None;
+    for (i, e) in page.events.iter().enumerate() {
+        let item = serde_json::to_vec(&event_json(e)).unwrap_or_default();
+        if i > 0 && body.len() + item.len() + 2 > LIST_BYTES_MAX {
+            break;
+        }
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&item);
+        last = Some(i);
+    }
+    body.push(b']');
+    let cut = last.is_some_and(|i| i + 1 < page.events.len());
+    let mut r = Response::new(Bytes::from(body));
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    if let Some(i) = last.filter(|_| cut || page.more) {
+        let mut params: Vec<&str> = query.unwrap_or("").split('&').filter(|p| !p.is_empty() && !p.starts_with("before=")).collect();
+        let before = format!("before={}", page_cursor(&page.events[i]));
+        params.push(&before);
+        let link = format!("</instances/{id}/events?{}>; rel=\"next\"", params.join("&"));
+        if let Ok(v) = header::HeaderValue::from_str(&link) {
+            r.headers_mut().insert(header::LINK, v);
+        }
+    }
+    r
+}
+
 pub fn json_response(status: StatusCode, value: &Value) -> Response<Bytes> {
     let body = serde_json::to_vec(value).unwrap_or_default();
     let mut r = Response::new(Bytes::from(body));
@@ -207,8 +245,8 @@ impl Api {
             (["instances", id, "events"], &Method::GET) => {
                 let id = parse_id(id)?;
                 self.authorize(req.headers(), Some(id)).await?;
-                let list = self.manage().list_events(id, &query()).await?;
-                ok(Value::Array(list.iter().map(event_json).collect()))
+                let page = self.manage().list_events(id, &query()).await?;
+                Ok(events_page(id, req.uri().query(), &page))
             }
             (["instances", id, "events", "redeliver"], &Method::POST) => {
                 let id = parse_id(id)?;

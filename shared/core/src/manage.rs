@@ -127,10 +127,17 @@ impl Manage<'_> {
         }
     }
 
-    pub async fn list_events(&self, id: i64, query: &Map<String, Value>) -> Result<Vec<EventRecord>, ManageError> {
+    /// One page, newest first: at most `limit`, and `more` when others follow (ask again with
+    /// `before` = the cursor of the last one).
+    pub async fn list_events(&self, id: i64, query: &Map<String, Value>) -> Result<EventPage, ManageError> {
         self.get(id).await?;
         let q = event_query(query, None)?;
-        Ok(self.events.list(id, &q).await?)
+        let limit = q.limit;
+        // One more than the limit tells whether others follow.
+        let mut events = self.events.list(id, &EventQuery { limit: limit + 1, ..q }).await?;
+        let more = events.len() > limit;
+        events.truncate(limit);
+        Ok(EventPage { events, more })
     }
 
     pub async fn get_event(&self, id: i64, event_id: &str) -> Result<EventRecord, ManageError> {
@@ -184,6 +191,25 @@ fn not_found(id: i64) -> ManageError {
     ManageError::NotFound(format!("no instance {id}"))
 }
 
+/// A page of an instance's notifications.
+#[derive(Debug)]
+pub struct EventPage {
+    pub events: Vec<EventRecord>,
+    /// Others follow the last one.
+    pub more: bool,
+}
+
+/// Where the page after `e` starts: `<created ms>_<event id>`, the `before` of the next request.
+pub fn page_cursor(e: &EventRecord) -> String {
+    format!("{}_{}", e.created_at_ms, e.event_id)
+}
+
+fn parse_cursor(s: &str) -> Option<(i64, String)> {
+    let (ms, id) = s.split_once('_')?;
+    let ok_id = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    Some((ms.parse::<i64>().ok().filter(|ms| *ms >= 0)?, id.to_owned())).filter(|_| ok_id)
+}
+
 fn event_query(query: &Map<String, Value>, default_status: Option<EventStatus>) -> Result<EventQuery, ManageError> {
     let text = |k: &str| query.get(k).and_then(Value::as_str);
     let status = match text("status") {
@@ -205,5 +231,11 @@ fn event_query(query: &Map<String, Value>, default_status: Option<EventStatus>) 
             _ => return Err(ManageError::BadQuery(format!("limit: must be an integer from 1 to {MAX_EVENT_LIMIT}"))),
         },
     };
-    Ok(EventQuery { status, since_ms, limit, ids_only: false })
+    let before = match text("before") {
+        None => None,
+        Some(s) => Some(parse_cursor(s).ok_or_else(|| {
+            ManageError::BadQuery(format!("before: `{s}` is not a cursor from a `Link: rel=\"next\"` header"))
+        })?),
+    };
+    Ok(EventQuery { status, since_ms, limit, ids_only: false, before })
 }

@@ -157,6 +157,9 @@ pub struct EventQuery {
     /// Only `event_id` (and the fields a filter needs) are wanted: a store may leave out the
     /// attempts and the body.
     pub ids_only: bool,
+    /// Only notifications after this one in the list's order (newest first: created earlier,
+    /// or at the same millisecond with a smaller id): the next page.
+    pub before: Option<(i64, String)>,
 }
 
 #[async_trait]

@@ -42,7 +42,9 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_due ON events (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS events_due_by_instance ON events (instance_id, next_attempt_at) WHERE status = 'pending';
-CREATE INDEX IF NOT EXISTS events_by_instance ON events (instance_id, created_at);
+-- The events list's order (newest first, ties by id) and its pages (`before`).
+DROP INDEX IF EXISTS events_by_instance;
+CREATE INDEX IF NOT EXISTS events_by_instance_page ON events (instance_id, created_at, event_id);
 CREATE TABLE IF NOT EXISTS attempts (
     id            INTEGER PRIMARY KEY,
     event_id      TEXT NOT NULL,
@@ -123,7 +125,11 @@ pub fn list_events(conn: &Connection, instance_id: i64, q: &EventQuery, only: Op
         sql.push_str(" AND created_at >= ?");
         args.push(Sql::Integer(since));
     }
-    sql.push_str(" ORDER BY created_at DESC, rowid DESC LIMIT ?");
+    if let Some((ms, id)) = &q.before {
+        sql.push_str(" AND (created_at < ? OR (created_at = ? AND event_id < ?))");
+        args.extend([Sql::Integer(*ms), Sql::Integer(*ms), Sql::Text(id.clone())]);
+    }
+    sql.push_str(" ORDER BY created_at DESC, event_id DESC LIMIT ?");
     args.push(Sql::Integer(q.limit.min(i64::MAX as usize) as i64));
     let mut stmt = conn.prepare(&sql)?;
     let mut events: Vec<EventRecord> = stmt
