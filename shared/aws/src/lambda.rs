@@ -125,7 +125,9 @@ pub async fn run_http() -> Result<(), lambda_http::Error> {
 pub async fn sdk_config() -> Result<aws_config::SdkConfig, String> {
     let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
     let http = crate::http::SdkHttpClient::from_env()?;
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http)
+        .timeout_config(timeouts(ATTEMPT_TIMEOUT, OPERATION_TIMEOUT));
     if set("AWS_ACCESS_KEY_ID") && set("AWS_SECRET_ACCESS_KEY") {
         loader = loader.credentials_provider(
             aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
@@ -135,6 +137,24 @@ pub async fn sdk_config() -> Result<aws_config::SdkConfig, String> {
         loader = loader.region(aws_config::environment::EnvironmentVariableRegionProvider::new());
     }
     Ok(loader.load().await)
+}
+
+/// One DynamoDB or SQS attempt (a few ms in a region, 300 KB chunks included) gives up after
+/// this; the SDK retries it.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// One call, retries included, gives up after this: under the 10 s of the HTTP functions, so a
+/// hung DynamoDB or SQS becomes a 503 they answer (and log), not a function timeout; and in the
+/// delivery function one record's failure, not the whole batch's.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// The functions' SDK timeouts (the SDK sets none but a 3.1 s connect timeout by default).
+pub fn timeouts(attempt: Duration, operation: Duration) -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(attempt.min(Duration::from_secs(2)))
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(operation)
+        .build()
 }
 
 /// The AWS clients, from the standard environment (`AWS_ENDPOINT_URL` points them at an

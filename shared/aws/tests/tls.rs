@@ -182,3 +182,41 @@ async fn a_refused_connection_is_an_io_error_the_sdk_retries() {
         .unwrap_err();
     assert!(err.is_io(), "{err:?}");
 }
+
+/// A DynamoDB that accepts connections and never answers: the store's call fails with
+/// `Unavailable` once the operation timeout is spent (attempts retried meanwhile), rather than
+/// hang until the function's own timeout.
+#[tokio::test]
+async fn a_hung_dynamodb_is_an_error_once_the_operation_timeout_is_spent() {
+    use relay_core::ports::{Instances, StoreError};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = vec![];
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(SdkHttpClient::with_extra_roots(vec![]).unwrap())
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "static"))
+        .timeout_config(relay_aws::lambda::timeouts(Duration::from_millis(200), Duration::from_millis(700)))
+        .load()
+        .await;
+    let queue = relay_aws::Queue::new(aws_sdk_sqs::Client::new(&conf), "http://127.0.0.1:1/q");
+    let store = relay_aws::DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), "t", queue);
+    let result = tokio::time::timeout(Duration::from_secs(60), store.get(1)).await.expect("no hang");
+    assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
+}
+
+/// The functions' own SDK configuration carries those timeouts.
+#[tokio::test]
+async fn the_functions_sdk_configuration_has_attempt_and_operation_timeouts() {
+    let conf = relay_aws::lambda::sdk_config().await.unwrap();
+    let t = conf.timeout_config().unwrap();
+    assert_eq!(t.operation_attempt_timeout(), Some(relay_aws::lambda::ATTEMPT_TIMEOUT));
+    assert_eq!(t.operation_timeout(), Some(relay_aws::lambda::OPERATION_TIMEOUT));
+    assert!(relay_aws::lambda::OPERATION_TIMEOUT < Duration::from_secs(10), "under the HTTP functions' timeout");
+}
