@@ -109,6 +109,12 @@ fn event_pk(event_id: &str) -> Av {
     s(format!("EVENT#{event_id}"))
 }
 
+/// The partition of index `gsi2` that holds an instance's notifications of one status, so that
+/// listing the failed ones reads those, not every delivered one.
+fn status_pk(instance_id: i64, status: &str) -> Av {
+    s(format!("EVENTS#{instance_id}#{status}"))
+}
+
 /// Sortable: zero-padded milliseconds, then the id (unique).
 fn event_sort(created_at_ms: i64, event_id: &str) -> String {
     format!("{created_at_ms:015}#{event_id}")
@@ -276,6 +282,42 @@ impl DynamoStore {
         Ok(out)
     }
 
+    /// The rows of these notifications by id (consistent reads, 100 per `BatchGetItem`, what
+    /// DynamoDB leaves unprocessed asked again).
+    async fn rows(&self, ids: &[String]) -> Result<HashMap<String, Item>, StoreError> {
+        let mut out = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(100) {
+            let mut keys: Vec<Item> = chunk
+                .iter()
+                .map(|id| HashMap::from([("pk".to_owned(), event_pk(id)), ("sk".to_owned(), s("EVENT"))]))
+                .collect();
+            for round in 0.. {
+                if keys.is_empty() {
+                    break;
+                }
+                if round == 8 {
+                    return Err(StoreError::Unavailable("DynamoDB left keys unprocessed (throttled)".into()));
+                }
+                if round > 0 {
+                    tokio::time::sleep(Duration::from_millis(25 << round)).await;
+                }
+                let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut keys)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                let got = self.dynamo.batch_get_item().request_items(&self.table, request).send().await.map_err(unavailable)?;
+                for item in got.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
+                    if let Some(id) = get_s(&item, "event_id") {
+                        out.insert(id, item);
+                    }
+                }
+                keys = got.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).map(|k| k.keys).unwrap_or_default();
+            }
+        }
+        Ok(out)
+    }
+
     /// The sort keys of a notification's attempts.
     async fn attempt_sks(&self, event_id: &str) -> Result<Vec<String>, StoreError> {
         let mut pages = self
@@ -358,8 +400,8 @@ impl DynamoStore {
 
     /// A new series for one notification and its message; `None` when it is not this
     /// instance's or is pending (and not overdue).
-    async fn redeliver_event(&self, instance_id: i64, id: &str, now_ms: i64) -> Result<Option<String>, StoreError> {
-        let Some(item) = self.start_series(id, now_ms, None, Some(instance_id)).await? else { return Ok(None) };
+    async fn redeliver_event(&self, instance_id: i64, id: &str, only: Option<EventStatus>, now_ms: i64) -> Result<Option<String>, StoreError> {
+        let Some(item) = self.start_series(id, now_ms, None, Some((instance_id, only))).await? else { return Ok(None) };
         let series = get_n(&item, "series").unwrap_or(0);
         let message = match item.get("body").and_then(|b| b.as_b().ok()) {
             Some(body) => QueueMessage::of(id, instance_id, series, body.as_ref()),
@@ -401,8 +443,9 @@ impl DynamoStore {
             let result = self
                 .update_event(&m.event_id)
                 .condition_expression("series = :series AND #st = :pending")
-                .update_expression("SET #st = :failed, updated_at = :now, dead_letter_reason = :r REMOVE next_attempt_at")
+                .update_expression("SET #st = :failed, gsi2pk = :g2pk, updated_at = :now, dead_letter_reason = :r REMOVE next_attempt_at")
                 .expression_attribute_names("#st", "status")
+                .expression_attribute_values(":g2pk", status_pk(m.instance_id, "failed"))
                 .expression_attribute_values(":series", n(m.series))
                 .expression_attribute_values(":pending", s("pending"))
                 .expression_attribute_values(":failed", s("failed"))
@@ -425,7 +468,13 @@ impl DynamoStore {
 
     /// Marks the event pending in a new series (or the first one) and returns its row: as it is now
     /// for an ingest (`fields`), as it was before (but with the new `series`) for a redelivery.
-    async fn start_series(&self, event_id: &str, now_ms: i64, fields: Option<(&Accepted, u32, &[u8])>, only_if_not_pending: Option<i64>) -> Result<Option<Item>, StoreError> {
+    async fn start_series(
+        &self,
+        event_id: &str,
+        now_ms: i64,
+        fields: Option<(&Accepted, u32, &[u8])>,
+        only_if_not_pending: Option<(i64, Option<EventStatus>)>,
+    ) -> Result<Option<Item>, StoreError> {
         let chunks = match fields {
             Some((_, _, body)) if body.len() > BODY_CHUNK => Some(self.put_chunks(event_id, body).await?),
             _ => None,
@@ -436,15 +485,18 @@ impl DynamoStore {
                 (Some(_), None) => {
                     "SET series = if_not_exists(series, :neg) + :one, #st = :pending, attempts = :zero, next_attempt_at = :now, \
                      updated_at = :now, event_id = :id, instance_id = :inst, part = :part, #ac = :action, created_at = if_not_exists(created_at, :now), \
-                     body = :body, gsi1pk = :g1pk, gsi1sk = if_not_exists(gsi1sk, :g1sk) REMOVE dead_letter_reason, expires_at, body_ref, body_parts"
+                     body = :body, gsi1pk = :g1pk, gsi1sk = if_not_exists(gsi1sk, :g1sk), gsi2pk = :g2pk, gsi2sk = if_not_exists(gsi1sk, :g1sk) \
+                     REMOVE dead_letter_reason, expires_at, body_ref, body_parts"
                 }
                 (Some(_), Some(_)) => {
                     "SET series = if_not_exists(series, :neg) + :one, #st = :pending, attempts = :zero, next_attempt_at = :now, \
                      updated_at = :now, event_id = :id, instance_id = :inst, part = :part, #ac = :action, created_at = if_not_exists(created_at, :now), \
-                     body_ref = :ref, body_parts = :parts, gsi1pk = :g1pk, gsi1sk = if_not_exists(gsi1sk, :g1sk) REMOVE dead_letter_reason, expires_at, body"
+                     body_ref = :ref, body_parts = :parts, gsi1pk = :g1pk, gsi1sk = if_not_exists(gsi1sk, :g1sk), gsi2pk = :g2pk, \
+                     gsi2sk = if_not_exists(gsi1sk, :g1sk) REMOVE dead_letter_reason, expires_at, body"
                 }
                 (None, _) => {
-                    "SET series = series + :one, #st = :pending, attempts = :zero, next_attempt_at = :now, updated_at = :now REMOVE dead_letter_reason, expires_at"
+                    "SET series = series + :one, #st = :pending, gsi2pk = :g2pk, gsi2sk = if_not_exists(gsi2sk, gsi1sk), attempts = :zero, \
+                     next_attempt_at = :now, updated_at = :now REMOVE dead_letter_reason, expires_at"
                 }
             })
             .expression_attribute_names("#st", "status")
@@ -471,14 +523,22 @@ impl DynamoStore {
                 }
             };
         }
-        if let Some(instance_id) = only_if_not_pending {
+        if let Some(instance_id) = fields.map(|(a, _, _)| a.instance_id).or(only_if_not_pending.map(|o| o.0)) {
+            req = req.expression_attribute_values(":g2pk", status_pk(instance_id, "pending"));
+        }
+        if let Some((instance_id, only)) = only_if_not_pending {
             // A pending notification is left alone (its message is on the queue), unless its
             // attempt is overdue by STALE_PENDING: then its message was lost (a function stopped
             // between the row and the queue), and a new series is the way to deliver it.
+            // With `only`, the row must still have the status it was listed under.
+            let condition = "instance_id = :inst AND (#st <> :pending OR next_attempt_at < :stale)";
             req = req
-                .condition_expression("instance_id = :inst AND (#st <> :pending OR next_attempt_at < :stale)")
+                .condition_expression(if only.is_some() { format!("{condition} AND #st = :only") } else { condition.to_owned() })
                 .expression_attribute_values(":inst", n(instance_id))
                 .expression_attribute_values(":stale", n(now_ms - STALE_PENDING.as_millis() as i64));
+            if let Some(status) = only {
+                req = req.expression_attribute_values(":only", s(status.as_str()));
+            }
         }
         match req.send().await {
             Ok(out) => {
@@ -675,14 +735,22 @@ impl Events for DynamoStore {
         Ok(AcceptOutcome::Queued)
     }
 
+    /// Newest first from an index: `gsi1` (all of the instance's notifications) or, for one
+    /// status, `gsi2` (that status's partition, keys only; the rows are then read by key). Either
+    /// way an instance with a million delivered notifications lists its few failed ones by
+    /// reading those.
     async fn list(&self, instance_id: i64, q: &EventQuery) -> Result<Vec<EventRecord>, StoreError> {
+        let (index, hash, range, partition) = match q.status {
+            Some(st) => ("gsi2", "gsi2pk", "gsi2sk", status_pk(instance_id, st.as_str())),
+            None => ("gsi1", "gsi1pk", "gsi1sk", s(format!("EVENTS#{instance_id}"))),
+        };
         let mut req = self
             .dynamo
             .query()
             .table_name(&self.table)
-            .index_name("gsi1")
+            .index_name(index)
             .scan_index_forward(false)
-            .expression_attribute_values(":p", s(format!("EVENTS#{instance_id}")));
+            .expression_attribute_values(":p", partition);
         // A page after `before` ends at its sort key (inclusive: BETWEEN is; it is skipped below).
         let before = q.before.as_ref().map(|(ms, id)| event_sort(*ms, id));
         if let (Some(since), Some(b)) = (q.since_ms, &before)
@@ -693,42 +761,51 @@ impl Events for DynamoStore {
         }
         req = match (q.since_ms, &before) {
             (Some(since), None) => req
-                .key_condition_expression("gsi1pk = :p AND gsi1sk >= :since")
+                .key_condition_expression(format!("{hash} = :p AND {range} >= :since"))
                 .expression_attribute_values(":since", s(format!("{since:015}"))),
             (Some(since), Some(b)) => req
-                .key_condition_expression("gsi1pk = :p AND gsi1sk BETWEEN :since AND :before")
+                .key_condition_expression(format!("{hash} = :p AND {range} BETWEEN :since AND :before"))
                 .expression_attribute_values(":since", s(format!("{since:015}")))
                 .expression_attribute_values(":before", s(b)),
             (None, Some(b)) => req
-                .key_condition_expression("gsi1pk = :p AND gsi1sk < :before")
+                .key_condition_expression(format!("{hash} = :p AND {range} < :before"))
                 .expression_attribute_values(":before", s(b)),
-            (None, None) => req.key_condition_expression("gsi1pk = :p"),
+            (None, None) => req.key_condition_expression(format!("{hash} = :p")),
         };
-        if let Some(status) = q.status {
-            req = req
-                .filter_expression("#st = :st")
-                .expression_attribute_names("#st", "status")
-                .expression_attribute_values(":st", s(status.as_str()));
-        }
-        if q.ids_only {
+        if q.status.is_none() && q.ids_only {
             // What `event_from_item` requires, without the body (up to 400 KB per item).
             req = req
                 .projection_expression("event_id, instance_id, #st, gsi1sk")
                 .expression_attribute_names("#st", "status");
         }
         let mut pages = req.into_paginator().items().send();
-        let (mut out, mut chunked) = (vec![], vec![]);
-        while out.len() < q.limit {
+        let mut items = vec![];
+        while items.len() < q.limit {
             let Some(item) = pages.next().await else { break };
             let item = item.map_err(unavailable)?;
-            if before.is_some() && get_s(&item, "gsi1sk") == before {
+            if before.is_some() && get_s(&item, range) == before {
                 continue;
             }
-            if item.contains_key("body_ref") {
-                chunked.push((out.len(), item.clone()));
-            }
-            out.push(Self::event_from_item(&item)?);
+            items.push(item);
         }
+        if let Some(status) = q.status {
+            let ids: Vec<String> = items
+                .iter()
+                .filter_map(|i| get_s(i, "pk").and_then(|pk| pk.strip_prefix("EVENT#").map(str::to_owned)))
+                .collect();
+            if q.ids_only {
+                return Ok(ids.into_iter().map(|event_id| EventRecord::listed(event_id, instance_id, status)).collect());
+            }
+            // The index lags the table by a moment: a row that has just changed status is left
+            // out here (it is listed under its new one).
+            let mut rows = self.rows(&ids).await?;
+            items = ids
+                .iter()
+                .filter_map(|id| rows.remove(id))
+                .filter(|row| get_s(row, "status").as_deref() == Some(status.as_str()))
+                .collect();
+        }
+        let mut out = items.iter().map(Self::event_from_item).collect::<Result<Vec<_>, _>>()?;
         if !q.ids_only {
             // One query per notification, `MANAGEMENT_CONCURRENCY` at a time: a page of 500
             // waits for about 32 round trips, not 500.
@@ -738,8 +815,10 @@ impl Events for DynamoStore {
             for (e, a) in out.iter_mut().zip(attempts) {
                 e.attempts = a?;
             }
-            for (i, item) in chunked {
-                out[i].body = self.body_of(&out[i].event_id, &item).await?;
+            for (e, item) in out.iter_mut().zip(&items) {
+                if item.contains_key("body_ref") {
+                    e.body = self.body_of(&e.event_id, item).await?;
+                }
             }
         }
         Ok(out)
@@ -802,17 +881,18 @@ impl Events for DynamoStore {
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":series", n(event.series))
             .expression_attribute_values(":st", s(status))
+            .expression_attribute_values(":g2pk", status_pk(event.instance_id, status))
             .expression_attribute_values(":a", n(log.attempt))
             .expression_attribute_values(":u", n(log.at_ms + log.duration_ms as i64));
         update = match &next {
             NextStep::RetryAt { at_ms } => update
-                .update_expression("SET #st = :st, attempts = :a, updated_at = :u, next_attempt_at = :next")
+                .update_expression("SET #st = :st, gsi2pk = :g2pk, attempts = :a, updated_at = :u, next_attempt_at = :next")
                 .expression_attribute_values(":next", n(*at_ms)),
             NextStep::Delivered => update
-                .update_expression("SET #st = :st, attempts = :a, updated_at = :u, expires_at = :exp REMOVE next_attempt_at")
+                .update_expression("SET #st = :st, gsi2pk = :g2pk, attempts = :a, updated_at = :u, expires_at = :exp REMOVE next_attempt_at")
                 .expression_attribute_values(":exp", n(expires_at.unwrap_or_default())),
             NextStep::DeadLettered(reason) => update
-                .update_expression("SET #st = :st, attempts = :a, updated_at = :u, dead_letter_reason = :r REMOVE next_attempt_at")
+                .update_expression("SET #st = :st, gsi2pk = :g2pk, attempts = :a, updated_at = :u, dead_letter_reason = :r REMOVE next_attempt_at")
                 .expression_attribute_values(":r", s(reason.as_str())),
         };
         match update.send().await {
@@ -832,8 +912,8 @@ impl Events for DynamoStore {
     /// round trips of UpdateItem + SendMessageBatch instead of 500 (the function has 10 s). Each
     /// one runs to its end (none is cut between its row and its message); then the first error,
     /// if any, is returned.
-    async fn redeliver(&self, instance_id: i64, event_ids: &[String], now_ms: i64) -> Result<Vec<String>, StoreError> {
-        let each: Vec<_> = event_ids.iter().map(|id| self.redeliver_event(instance_id, id, now_ms)).collect();
+    async fn redeliver(&self, instance_id: i64, event_ids: &[String], only: Option<EventStatus>, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        let each: Vec<_> = event_ids.iter().map(|id| self.redeliver_event(instance_id, id, only, now_ms)).collect();
         let results: Vec<Result<Option<String>, StoreError>> =
             futures_util::stream::iter(each).buffered(MANAGEMENT_CONCURRENCY).collect().await;
         let mut done = vec![];

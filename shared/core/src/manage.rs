@@ -151,7 +151,7 @@ impl Manage<'_> {
     pub async fn redeliver_one(&self, id: i64, event_id: &str) -> Result<(), ManageError> {
         self.get(id).await?;
         let ids = [event_id.to_owned()];
-        let done = self.events.redeliver(id, &ids, self.clock.now_ms()).await?;
+        let done = self.events.redeliver(id, &ids, None, self.clock.now_ms()).await?;
         // Nothing queued: either unknown (404) or already pending (nothing to do, not an error).
         if done.is_empty() && self.events.get(id, event_id).await?.is_none() {
             return Err(ManageError::NotFound(format!("instance {id} has no notification {event_id}")));
@@ -170,7 +170,8 @@ impl Manage<'_> {
         let mut ids: Vec<String> = self.events.list(id, &q).await?.into_iter().map(|e| e.event_id).collect();
         let more = ids.len() > limit;
         ids.truncate(limit);
-        let event_ids = self.events.redeliver(id, &ids, self.clock.now_ms()).await?;
+        // Only those still in the status they were listed under (DynamoDB's index lags).
+        let event_ids = self.events.redeliver(id, &ids, q.status, self.clock.now_ms()).await?;
         Ok(BulkRedelivery { event_ids, more })
     }
 

@@ -149,6 +149,27 @@ pub struct EventRecord {
     pub body: Vec<u8>,
 }
 
+impl EventRecord {
+    /// A notification as an ids-only list names it: its id, instance and the status it was
+    /// listed under; nothing else read.
+    pub fn listed(event_id: String, instance_id: i64, status: EventStatus) -> Self {
+        EventRecord {
+            event_id,
+            instance_id,
+            part: 0,
+            action: String::new(),
+            status,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            next_attempt_at_ms: None,
+            dead_letter_reason: None,
+            series: 0,
+            attempts: vec![],
+            body: vec![],
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
     pub status: Option<EventStatus>,
@@ -187,11 +208,13 @@ pub trait Events: Send + Sync {
         next: NextStep,
     ) -> Result<(), StoreError>;
     /// Starts a new attempt series for these notifications of the instance, now. Returns the
-    /// ids that were queued again (unknown ids and pending ones are skipped).
+    /// ids that were queued again (unknown ids and pending ones are skipped, and with `only` those
+    /// whose status is not that one any more: a list by status may lag behind).
     async fn redeliver(
         &self,
         instance_id: i64,
         event_ids: &[String],
+        only: Option<EventStatus>,
         now_ms: i64,
     ) -> Result<Vec<String>, StoreError>;
 }

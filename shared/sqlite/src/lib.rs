@@ -501,18 +501,19 @@ impl Events for SqliteStore {
         .await
     }
 
-    async fn redeliver(&self, instance_id: i64, event_ids: &[String], now_ms: i64) -> Result<Vec<String>, StoreError> {
+    async fn redeliver(&self, instance_id: i64, event_ids: &[String], only: Option<EventStatus>, now_ms: i64) -> Result<Vec<String>, StoreError> {
         let ids = event_ids.to_vec();
+        let only = only.map(|s| s.as_str());
         self.write(
             move |c| {
                 let mut stmt = c.prepare_cached(
                     "UPDATE events SET status = 'pending', series = series + 1, attempts = 0, next_attempt_at = ?3,
                        dead_letter_reason = NULL, updated_at = ?3
-                     WHERE instance_id = ?1 AND event_id = ?2 AND status != 'pending'",
+                     WHERE instance_id = ?1 AND event_id = ?2 AND status != 'pending' AND status = coalesce(?4, status)",
                 )?;
                 let mut done = vec![];
                 for id in ids {
-                    if stmt.execute(params![instance_id, id, now_ms])? > 0 {
+                    if stmt.execute(params![instance_id, id, now_ms, only])? > 0 {
                         done.push(id);
                     }
                 }

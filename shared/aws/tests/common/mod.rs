@@ -76,6 +76,8 @@ pub async fn provision() -> Aws {
         .attribute_definitions(attr("sk"))
         .attribute_definitions(attr("gsi1pk"))
         .attribute_definitions(attr("gsi1sk"))
+        .attribute_definitions(attr("gsi2pk"))
+        .attribute_definitions(attr("gsi2sk"))
         .key_schema(key("pk", KeyType::Hash))
         .key_schema(key("sk", KeyType::Range))
         .global_secondary_indexes(
@@ -88,6 +90,15 @@ pub async fn provision() -> Aws {
                         .projection_type(ProjectionType::All)
                         .build(),
                 )
+                .build()
+                .unwrap(),
+        )
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name("gsi2")
+                .key_schema(key("gsi2pk", KeyType::Hash))
+                .key_schema(key("gsi2sk", KeyType::Range))
+                .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
                 .build()
                 .unwrap(),
         )
