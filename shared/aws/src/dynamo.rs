@@ -191,23 +191,12 @@ impl DynamoStore {
             return Ok(item.get("body").and_then(|b| b.as_b().ok()).map(|b| b.as_ref().to_vec()).unwrap_or_default());
         };
         let parts: usize = get_n(item, "body_parts").ok_or_else(|| corrupt("body_parts"))?;
-        let mut pages = self
-            .dynamo
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :b)")
-            .expression_attribute_values(":pk", event_pk(event_id))
-            .expression_attribute_values(":b", s(format!("BODY#{body_ref}#")))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        let (mut body, mut found) = (Vec::with_capacity(parts * BODY_CHUNK), 0);
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(unavailable)?;
-            body.extend_from_slice(item.get("data").and_then(|d| d.as_b().ok()).ok_or_else(|| corrupt("body chunk"))?.as_ref());
-            found += 1;
+        let chunks = self.items_under(event_id, &format!("BODY#{body_ref}#"), None, true).await?;
+        let mut body = Vec::with_capacity(parts * BODY_CHUNK);
+        for chunk in &chunks {
+            body.extend_from_slice(chunk.get("data").and_then(|d| d.as_b().ok()).ok_or_else(|| corrupt("body chunk"))?.as_ref());
         }
+        let found = chunks.len();
         if found != parts {
             if item.contains_key("expires_at") {
                 // Delivered and past its retention: TTL is deleting it, chunks first this time.
@@ -255,20 +244,31 @@ impl DynamoStore {
         })
     }
 
-    async fn attempts_of(&self, event_id: &str) -> Result<Vec<AttemptLog>, StoreError> {
-        let mut out = vec![];
+    /// The items of a notification whose sort key starts with `prefix` (its attempts, its
+    /// chunks), in key order.
+    async fn items_under(&self, event_id: &str, prefix: &str, projection: Option<&str>, consistent: bool) -> Result<Vec<Item>, StoreError> {
         let mut pages = self
             .dynamo
             .query()
             .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :a)")
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
             .expression_attribute_values(":pk", event_pk(event_id))
-            .expression_attribute_values(":a", s("ATTEMPT#"))
+            .expression_attribute_values(":prefix", s(prefix))
+            .set_projection_expression(projection.map(str::to_owned))
+            .consistent_read(consistent)
             .into_paginator()
             .items()
             .send();
+        let mut out = vec![];
         while let Some(item) = pages.next().await {
-            let item = item.map_err(unavailable)?;
+            out.push(item.map_err(unavailable)?);
+        }
+        Ok(out)
+    }
+
+    async fn attempts_of(&self, event_id: &str) -> Result<Vec<AttemptLog>, StoreError> {
+        let mut out = vec![];
+        for item in self.items_under(event_id, "ATTEMPT#", None, false).await? {
             out.push(AttemptLog {
                 at_ms: get_n(&item, "at").unwrap_or(0),
                 series: get_n(&item, "series").unwrap_or(0),
@@ -320,22 +320,7 @@ impl DynamoStore {
 
     /// The sort keys of a notification's attempts.
     async fn attempt_sks(&self, event_id: &str) -> Result<Vec<String>, StoreError> {
-        let mut pages = self
-            .dynamo
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :a)")
-            .expression_attribute_values(":pk", event_pk(event_id))
-            .expression_attribute_values(":a", s("ATTEMPT#"))
-            .projection_expression("sk")
-            .into_paginator()
-            .items()
-            .send();
-        let mut out = vec![];
-        while let Some(item) = pages.next().await {
-            out.extend(get_s(&item.map_err(unavailable)?, "sk"));
-        }
-        Ok(out)
+        Ok(self.items_under(event_id, "ATTEMPT#", Some("sk"), false).await?.iter().filter_map(|i| get_s(i, "sk")).collect())
     }
 
     /// Sets (`Some`, epoch seconds) or removes (`None`) the TTL of items of a notification, by
