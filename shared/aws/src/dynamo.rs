@@ -209,18 +209,7 @@ impl DynamoStore {
 
     /// The notification bytes of `event_id` (a message too large to carry them names them).
     pub async fn notification(&self, event_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let out = self
-            .dynamo
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", event_pk(event_id))
-            .key("sk", s("EVENT"))
-            .projection_expression("body, body_ref, body_parts, expires_at")
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        match out.item {
+        match self.event_row(event_id, Some("body, body_ref, body_parts, expires_at")).await? {
             Some(item) => Ok(Some(self.body_of(event_id, &item).await?)),
             None => Ok(None),
         }
@@ -242,6 +231,22 @@ impl DynamoStore {
             attempts: vec![],
             body: item.get("body").and_then(|b| b.as_b().ok()).map(|b| b.as_ref().to_vec()).unwrap_or_default(),
         })
+    }
+
+    /// A notification's row (consistent read), or the attributes `projection` names.
+    async fn event_row(&self, event_id: &str, projection: Option<&str>) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .dynamo
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", event_pk(event_id))
+            .key("sk", s("EVENT"))
+            .set_projection_expression(projection.map(str::to_owned))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.item)
     }
 
     /// The items of a notification whose sort key starts with `prefix` (its attempts, its
@@ -810,17 +815,7 @@ impl Events for DynamoStore {
     }
 
     async fn get(&self, instance_id: i64, event_id: &str) -> Result<Option<EventRecord>, StoreError> {
-        let out = self
-            .dynamo
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", event_pk(event_id))
-            .key("sk", s("EVENT"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let Some(item) = out.item else { return Ok(None) };
+        let Some(item) = self.event_row(event_id, None).await? else { return Ok(None) };
         let mut event = Self::event_from_item(&item)?;
         if event.instance_id != instance_id {
             return Ok(None);
