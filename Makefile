@@ -8,7 +8,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 VENV := .venv-tools
 SAM_VENV := .venv-sam
 
-.PHONY: help run test test-rust test-infra validate validate-sam build deploy invoke coldstart conformance parity-aws bench-core bench-claim bench-local tools-wrk fmt lint
+.PHONY: help run test test-rust test-infra validate validate-sam build deploy invoke coldstart conformance parity-aws bench-core bench-store bench-local tools-wrk fmt lint
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -72,8 +72,8 @@ parity-aws: $(VENV)/.installed ## The conformance tool against the Lambdas (carg
 bench-core: ## criterion: ingest core vs naive parse and floor (prints the ratios)
 	$(CARGO) bench --locked -p relay-core --bench ingest
 
-bench-claim: ## criterion: the local worker's claim on a 100k backlog, an instance at its cap or not
-	$(CARGO) bench --locked -p relay-sqlite --bench claim
+bench-store: ## criterion: the local worker's claim and the failed list on a 100k history, vs baselines
+	$(CARGO) bench --locked -p relay-sqlite --bench store
 
 bench-local: tools-wrk ## wrk load on the local mode vs a bare hyper server (prints the ratios)
 	$(CARGO) build --release --locked -p greenhouse-relay --bins --examples
