@@ -559,12 +559,16 @@ async fn a_store_that_cannot_write_answers_503_and_acknowledges_nothing() {
 
 /// GETs a page of the events list: its notifications and its `next` link, if any.
 async fn page(server: &Server, path: &str) -> (Vec<Value>, Option<String>, usize) {
-    let resp = server.http.get(format!("{}{path}", server.base)).header("authorization", admin()).send().await.unwrap();
+    // A path of ours, or a `next` link (absolute, on the server's base URL).
+    let url = if path.starts_with("http") { path.to_owned() } else { format!("{}{path}", server.base) };
+    let resp = server.http.get(url).header("authorization", admin()).send().await.unwrap();
     assert_eq!(resp.status(), 200, "{path}");
     let next = resp.headers().get("link").map(|l| {
         let l = l.to_str().unwrap();
         assert!(l.ends_with(r#">; rel="next""#), "{l}");
-        l.trim_start_matches('<').split('>').next().unwrap().to_owned()
+        let url = l.trim_start_matches('<').split('>').next().unwrap();
+        assert!(url.starts_with(&server.base), "{url} is on {}", server.base);
+        url.to_owned()
     });
     let bytes = resp.bytes().await.unwrap();
     (serde_json::from_slice::<Vec<Value>>(&bytes).unwrap(), next, bytes.len())

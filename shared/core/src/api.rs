@@ -121,9 +121,9 @@ impl From<ManageError> for ApiError {
 pub const LIST_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 /// The JSON array of a page, cut at `LIST_BYTES_MAX`, and when others follow a
-/// `Link: </instances/{id}/events?...&before=<cursor>>; rel="next"` (the request's other
-/// parameters kept).
-fn events_page(id: i64, query: Option<&str>, page: &crate::manage::EventPage) -> Response<Bytes> {
+/// `Link: <{base}/instances/{id}/events?...&before=<cursor>>; rel="next"` (the request's other
+/// parameters kept; `base` as in `webhookUrl`, so a path in the public base URL is kept too).
+fn events_page(base: &str, id: i64, query: Option<&str>, page: &crate::manage::EventPage) -> Response<Bytes> {
     let mut body = Vec::with_capacity(1024);
     body.push(b'[');
     let mut last = None;
@@ -146,7 +146,7 @@ fn events_page(id: i64, query: Option<&str>, page: &crate::manage::EventPage) ->
         let mut params: Vec<&str> = query.unwrap_or("").split('&').filter(|p| !p.is_empty() && !p.starts_with("before=")).collect();
         let before = format!("before={}", page_cursor(&page.events[i]));
         params.push(&before);
-        let link = format!("</instances/{id}/events?{}>; rel=\"next\"", params.join("&"));
+        let link = format!("<{base}/instances/{id}/events?{}>; rel=\"next\"", params.join("&"));
         if let Ok(v) = header::HeaderValue::from_str(&link) {
             r.headers_mut().insert(header::LINK, v);
         }
@@ -246,7 +246,7 @@ impl Api {
                 let id = parse_id(id)?;
                 self.authorize(req.headers(), Some(id)).await?;
                 let page = self.manage().list_events(id, &query()).await?;
-                Ok(events_page(id, req.uri().query(), &page))
+                Ok(events_page(&base(), id, req.uri().query(), &page))
             }
             (["instances", id, "events", "redeliver"], &Method::POST) => {
                 let id = parse_id(id)?;
