@@ -145,7 +145,7 @@ impl SqliteStore {
     ///
     /// While no instance is at its cap, one walk of the due index in order, which stops after
     /// `limit` (plus those in flight). While one is, that walk would step through its whole
-    /// backlog on every claim (55 ms for 100,000 due rows), so instead each other instance with
+    /// backlog on every claim (0.2 s for 100,000 due rows, `make bench-store`), so instead each other instance with
     /// pending notifications is asked for its oldest due ones (index `events_due_by_instance`,
     /// the instances found by a skip scan of that index), and those are merged by due time.
     pub async fn claim_due(
