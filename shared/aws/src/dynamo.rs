@@ -89,6 +89,14 @@ fn chunk_sk(body_ref: &str, i: usize) -> String {
     format!("BODY#{body_ref}#{i:02}")
 }
 
+/// About how many bytes a row's notification takes (its body, or its chunks).
+fn stored_size(item: &Item) -> usize {
+    match item.get("body").and_then(|b| b.as_b().ok()) {
+        Some(body) => body.as_ref().len(),
+        None => get_n::<usize>(item, "body_parts").unwrap_or(0) * BODY_CHUNK,
+    }
+}
+
 /// The sort keys of the chunks a row names.
 fn chunk_sks(item: &Item) -> Vec<String> {
     match (get_s(item, "body_ref"), get_n::<usize>(item, "body_parts")) {
@@ -769,13 +777,14 @@ impl Events for DynamoStore {
                 .expression_attribute_names("#st", "status");
         }
         let mut pages = req.into_paginator().items().send();
-        let mut items = vec![];
-        while items.len() < q.limit {
+        let (mut items, mut bytes) = (vec![], 0);
+        while items.len() < q.limit && q.max_bytes.is_none_or(|max| bytes <= max) {
             let Some(item) = pages.next().await else { break };
             let item = item.map_err(unavailable)?;
             if before.is_some() && get_s(&item, range) == before {
                 continue;
             }
+            bytes += stored_size(&item);
             items.push(item);
         }
         if let Some(status) = q.status {
@@ -787,13 +796,22 @@ impl Events for DynamoStore {
                 return Ok(ids.into_iter().map(|event_id| EventRecord::listed(event_id, instance_id, status)).collect());
             }
             // The index lags the table by a moment: a row that has just changed status is left
-            // out here (it is listed under its new one).
-            let mut rows = self.rows(&ids).await?;
-            items = ids
-                .iter()
-                .filter_map(|id| rows.remove(id))
-                .filter(|row| get_s(row, "status").as_deref() == Some(status.as_str()))
-                .collect();
+            // out here (it is listed under its new one). Read 50 at a time, to stop at
+            // `max_bytes` without reading the rest.
+            (items, bytes) = (vec![], 0);
+            'read: for chunk in ids.chunks(50) {
+                let mut rows = self.rows(chunk).await?;
+                for row in chunk.iter().filter_map(|id| rows.remove(id)) {
+                    if get_s(&row, "status").as_deref() != Some(status.as_str()) {
+                        continue;
+                    }
+                    bytes += stored_size(&row);
+                    items.push(row);
+                    if q.max_bytes.is_some_and(|max| bytes > max) {
+                        break 'read;
+                    }
+                }
+            }
         }
         let mut out = items.iter().map(Self::event_from_item).collect::<Result<Vec<_>, _>>()?;
         if !q.ids_only {

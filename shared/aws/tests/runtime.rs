@@ -418,6 +418,18 @@ async fn a_body_of_almost_1_mib_is_kept_in_chunks_and_delivered_exactly() {
     assert_eq!(got.len(), 3);
     assert!(got[2].1 == first.1, "the same bytes again");
 
+    // A list stops reading once the bodies pass `max_bytes` (the one that passes it included),
+    // through either index.
+    let store = aws.store();
+    for status in [None, Some(relay_core::ports::EventStatus::Delivered)] {
+        let q = relay_core::ports::EventQuery { status, limit: 10, max_bytes: Some(500_000), ..Default::default() };
+        let listed = relay_core::ports::Events::list(&store, id, &q).await.unwrap();
+        assert_eq!(listed.len(), 1, "{status:?}");
+        assert!(listed[0].body.len() > 1_000_000);
+        let all = relay_core::ports::Events::list(&store, id, &relay_core::ports::EventQuery { max_bytes: None, ..q }).await.unwrap();
+        assert_eq!(all.len(), 2, "{status:?}");
+    }
+
     // The same Greenhouse-Event-ID again, even with other bytes: a duplicate, nothing changes.
     let other = body.replacen("x", "y", 1);
     let (status, v) = webhook(&api, id, &other, "big-1").await;

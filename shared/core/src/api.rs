@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::greenhouse::MAX_BODY_BYTES;
 use crate::ingest::{self, IngestError, IngestOutcome};
 use crate::instance::{ConfigError, token_hash};
-use crate::manage::{Manage, ManageError, event_json, instance_json, page_cursor};
+use crate::manage::{LIST_BYTES_MAX, Manage, ManageError, event_json, instance_json, page_cursor};
 use crate::network::NetworkPolicy;
 use crate::ports::{Callback, Clock, Events, Instances};
 
@@ -115,10 +115,6 @@ impl From<ManageError> for ApiError {
         }
     }
 }
-
-/// A list response stays under this many bytes (a Lambda answers at most 6 MB): the page ends
-/// early, with a `next` link, rather than fail. Always at least one notification.
-pub const LIST_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 /// The JSON array of a page, cut at `LIST_BYTES_MAX`, and when others follow a
 /// `Link: <{base}/instances/{id}/events?...&before=<cursor>>; rel="next"` (the request's other

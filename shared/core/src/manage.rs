@@ -133,8 +133,10 @@ impl Manage<'_> {
         self.get(id).await?;
         let q = event_query(query, None)?;
         let limit = q.limit;
-        // One more than the limit tells whether others follow.
-        let mut events = self.events.list(id, &EventQuery { limit: limit + 1, ..q }).await?;
+        // One more than the limit tells whether others follow. The store stops once the bodies
+        // pass what one response carries; the response then ends early, with a next link.
+        let q = EventQuery { limit: limit + 1, max_bytes: Some(LIST_BYTES_MAX), ..q };
+        let mut events = self.events.list(id, &q).await?;
         let more = events.len() > limit;
         events.truncate(limit);
         Ok(EventPage { events, more })
@@ -192,6 +194,10 @@ fn not_found(id: i64) -> ManageError {
     ManageError::NotFound(format!("no instance {id}"))
 }
 
+/// A list response stays under this many bytes (a Lambda answers at most 6 MB): the page ends
+/// early, with a `next` link, rather than fail. Always at least one notification.
+pub const LIST_BYTES_MAX: usize = 4 * 1024 * 1024;
+
 /// A page of an instance's notifications.
 #[derive(Debug)]
 pub struct EventPage {
@@ -238,5 +244,5 @@ fn event_query(query: &Map<String, Value>, default_status: Option<EventStatus>) 
             ManageError::BadQuery(format!("before: `{s}` is not a cursor from a `Link: rel=\"next\"` header"))
         })?),
     };
-    Ok(EventQuery { status, since_ms, limit, ids_only: false, before })
+    Ok(EventQuery { status, since_ms, limit, ids_only: false, before, max_bytes: None })
 }

@@ -181,6 +181,10 @@ pub struct EventQuery {
     /// Only notifications after this one in the list's order (newest first: created earlier,
     /// or at the same millisecond with a smaller id): the next page.
     pub before: Option<(i64, String)>,
+    /// Stop after the notification whose body takes the listed bodies past this many bytes, so
+    /// that a page of large notifications is not read whole only to be cut (a caller that gets
+    /// fewer than `limit` back this way sees that the bodies add up to more).
+    pub max_bytes: Option<usize>,
 }
 
 #[async_trait]

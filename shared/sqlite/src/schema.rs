@@ -136,7 +136,7 @@ pub fn list_events(conn: &Connection, instance_id: i64, q: &EventQuery, only: Op
     sql.push_str(" ORDER BY created_at DESC, event_id DESC LIMIT ?");
     args.push(Sql::Integer(q.limit.min(i64::MAX as usize) as i64));
     let mut stmt = conn.prepare(&sql)?;
-    let mut events: Vec<EventRecord> = stmt
+    let rows = stmt
         .query_map(params_from_iter(args), |r| {
             let status: String = r.get(4)?;
             Ok(EventRecord {
@@ -153,8 +153,16 @@ pub fn list_events(conn: &Connection, instance_id: i64, q: &EventQuery, only: Op
                 attempts: vec![],
                 body: r.get(10)?,
             })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+        })?;
+    let (mut events, mut bytes) = (Vec::<EventRecord>::new(), 0);
+    for row in rows {
+        let e = row?;
+        bytes += e.body.len();
+        events.push(e);
+        if q.max_bytes.is_some_and(|max| bytes > max) {
+            break;
+        }
+    }
     if q.ids_only {
         return Ok(events);
     }

@@ -1,0 +1,28 @@
+//! The events list stops reading once the bodies it has read pass `max_bytes` (the notification
+//! that passes it included), so a page of large notifications is not read whole to be cut.
+
+use relay_core::ports::{EventQuery, EventStatus, Events};
+use relay_sqlite::SqliteStore;
+
+#[tokio::test]
+async fn a_list_stops_after_the_notification_that_passes_max_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.db");
+    let store = SqliteStore::open(&path).unwrap();
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        for n in 0..5i64 {
+            c.execute(
+                "INSERT INTO events (event_id, instance_id, part, action, status, created_at, updated_at, body)
+                 VALUES (?1, 1, 0, 'job_created', 'failed', ?2, ?2, ?3)",
+                rusqlite::params![format!("e{n}"), n, vec![b'x'; 1_000_000]],
+            )
+            .unwrap();
+        }
+    }
+    let q = |status, max_bytes| EventQuery { status, limit: 10, max_bytes, ..EventQuery::default() };
+    let ids = |events: Vec<relay_core::ports::EventRecord>| events.into_iter().map(|e| e.event_id).collect::<Vec<_>>();
+    assert_eq!(ids(store.list(1, &q(None, None)).await.unwrap()), ["e4", "e3", "e2", "e1", "e0"]);
+    assert_eq!(ids(store.list(1, &q(None, Some(2_500_000))).await.unwrap()), ["e4", "e3", "e2"]);
+    assert_eq!(ids(store.list(1, &q(Some(EventStatus::Failed), Some(1))).await.unwrap()), ["e4"], "always at least one");
+}
