@@ -353,6 +353,16 @@ async fn bulk_redelivery_takes_at_most_limit_and_says_when_more_match() {
     assert_eq!(rx.got.lock().unwrap().len(), 6);
 }
 
+/// A `delete_candidate` body with `apps` deleted applications (a notification per 20 events,
+/// each carrying the whole body) and `notes` (a JSON string's contents) to make it large.
+fn delete_candidate(apps: usize, notes: &str) -> String {
+    let ids: Vec<String> = (1..=apps).map(|n| n.to_string()).collect();
+    format!(
+        r#"{{"action":"delete_candidate","payload":{{"person":{{"id":77,"deleted_application_ids":[{}],"notes":"{notes}"}}}}}}"#,
+        ids.join(",")
+    )
+}
+
 /// Checks that `sent` is signed with the instance's key and carries `raw` exactly.
 fn assert_signed_with_raw(headers: &axum::http::HeaderMap, sent: &[u8], raw: &str) {
     use base64::Engine;
@@ -377,12 +387,7 @@ async fn a_body_of_almost_1_mib_is_kept_in_chunks_and_delivered_exactly() {
     let rx = Receiver::start().await;
     let id = instance(&api, &rx.url).await["id"].as_i64().unwrap();
     // 25 deleted applications: two notifications, each carrying the whole body.
-    let apps: Vec<String> = (1..=25).map(|n| n.to_string()).collect();
-    let body = format!(
-        r#"{{"action":"delete_candidate","payload":{{"person":{{"id":77,"deleted_application_ids":[{}],"notes":"{}"}}}}}}"#,
-        apps.join(","),
-        "\\u00e9x".repeat(145_000)
-    );
+    let body = delete_candidate(25, &"\\u00e9x".repeat(145_000));
     assert!(body.len() > 1_000_000 && body.len() <= 1024 * 1024, "{}", body.len());
     let (status, v) = webhook(&api, id, &body, "big-1").await;
     assert_eq!(status, 200, "{v}");
@@ -446,12 +451,7 @@ async fn large_notifications_of_one_delivery_are_queued_in_batches_within_the_si
     let api = aws.api();
     let rx = Receiver::start().await;
     let id = instance(&api, &rx.url).await["id"].as_i64().unwrap();
-    let apps: Vec<String> = (1..=150).map(|n| n.to_string()).collect();
-    let body = format!(
-        r#"{{"action":"delete_candidate","payload":{{"person":{{"id":5,"deleted_application_ids":[{}],"notes":"{}"}}}}}}"#,
-        apps.join(","),
-        "n".repeat(150_000)
-    );
+    let body = delete_candidate(150, &"n".repeat(150_000));
     let (status, v) = webhook(&api, id, &body, "wide-1").await;
     assert_eq!(status, 200, "{v}");
     let mut records = vec![];
