@@ -48,6 +48,19 @@ async fn a_fixture_is_delivered_once_signed_with_both_schemes() {
     assert_eq!(e["attempts"][0]["statusCode"], 200);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(rx.received().len(), 1);
+    // The events API shows the notification as sent, byte for byte: a big integer and the
+    // escapes of `raw` included (not rounded or rewritten on the way through a JSON value).
+    let big = br#"{"action":"job_created","payload":{"job":{"id":123456789012345678901234567890,"name":"R\u0026D \/ \ud83d\ude00"}}}"#;
+    let (status, resp) = server.webhook(id_of(&inst), big, VENDOR_KEY, Some("gh-big")).await;
+    assert_eq!(status, 200, "{resp}");
+    let sent = rx.wait_for(2, WAIT).await[1].body.clone();
+    let event_id = resp["eventId"].as_str().unwrap();
+    server.wait_status(id_of(&inst), event_id, "delivered", WAIT).await;
+    for path in [format!("/instances/{}/events/{event_id}", id_of(&inst)), format!("/instances/{}/events?limit=1", id_of(&inst))] {
+        let shown = server.http.get(format!("{}{path}", server.base)).header("authorization", admin()).send().await.unwrap();
+        let shown = shown.bytes().await.unwrap();
+        assert!(shown.windows(sent.len()).any(|w| w == sent.as_slice()), "{path}: {}", String::from_utf8_lossy(&shown));
+    }
     server.stop().await;
 }
 

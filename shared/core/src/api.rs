@@ -124,7 +124,7 @@ fn events_page(base: &str, id: i64, query: Option<&str>, page: &crate::manage::E
     body.push(b'[');
     let mut last = None;
     for (i, e) in page.events.iter().enumerate() {
-        let item = serde_json::to_vec(&event_json(e)).unwrap_or_default();
+        let item = event_json(e);
         if i > 0 && body.len() + item.len() + 2 > LIST_BYTES_MAX {
             break;
         }
@@ -151,7 +151,10 @@ fn events_page(base: &str, id: i64, query: Option<&str>, page: &crate::manage::E
 }
 
 pub fn json_response(status: StatusCode, value: &Value) -> Response<Bytes> {
-    let body = serde_json::to_vec(value).unwrap_or_default();
+    json_bytes_response(status, serde_json::to_vec(value).unwrap_or_default())
+}
+
+fn json_bytes_response(status: StatusCode, body: Vec<u8>) -> Response<Bytes> {
     let mut r = Response::new(Bytes::from(body));
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
@@ -253,7 +256,7 @@ impl Api {
             (["instances", id, "events", event_id], &Method::GET) if *event_id != "redeliver" => {
                 let id = parse_id(id)?;
                 self.authorize(req.headers(), Some(id)).await?;
-                ok(event_json(&self.manage().get_event(id, event_id).await?))
+                Ok(json_bytes_response(StatusCode::OK, event_json(&self.manage().get_event(id, event_id).await?)))
             }
             (["instances", id, "events", event_id, "redeliver"], &Method::POST) => {
                 let id = parse_id(id)?;

@@ -61,31 +61,59 @@ pub fn instance_json(instance: &Instance, public_base_url: &str, token: Option<&
     v
 }
 
-pub fn event_json(e: &EventRecord) -> Value {
-    let notification = serde_json::from_slice::<&serde_json::value::RawValue>(&e.body).ok();
-    json!({
-        "eventId": e.event_id,
-        "instanceId": e.instance_id,
-        "part": e.part,
-        "action": e.action,
-        "status": e.status.as_str(),
-        "createdDate": rfc3339(e.created_at_ms),
-        "updatedDate": rfc3339(e.updated_at_ms),
-        "nextAttemptDate": e.next_attempt_at_ms.map(rfc3339),
-        "deadLetterReason": e.dead_letter_reason,
-        "series": e.series,
-        "attemptCount": e.attempts.len(),
-        "attempts": e.attempts.iter().map(|a| json!({
-            "date": rfc3339(a.at_ms),
-            "series": a.series,
-            "attempt": a.attempt,
-            "statusCode": a.status_code,
-            "error": a.error,
-            "durationMs": a.duration_ms,
-            "responseBody": a.response_body,
-        })).collect::<Vec<_>>(),
-        "notification": notification,
-    })
+/// One notification record as the events API shows it, as JSON bytes. The notification is
+/// embedded as the stored bytes (a `RawValue` serialised straight to the writer): going through
+/// `Value` would round integers beyond 2^64 in `raw` and rewrite its escapes, so the API would
+/// show something other than what was sent.
+pub fn event_json(e: &EventRecord) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct View<'a> {
+        event_id: &'a str,
+        instance_id: i64,
+        part: u32,
+        action: &'a str,
+        status: &'static str,
+        created_date: String,
+        updated_date: String,
+        next_attempt_date: Option<String>,
+        dead_letter_reason: Option<&'a str>,
+        series: u32,
+        attempt_count: usize,
+        attempts: Vec<Value>,
+        notification: Option<&'a serde_json::value::RawValue>,
+    }
+    let view = View {
+        event_id: &e.event_id,
+        instance_id: e.instance_id,
+        part: e.part,
+        action: &e.action,
+        status: e.status.as_str(),
+        created_date: rfc3339(e.created_at_ms),
+        updated_date: rfc3339(e.updated_at_ms),
+        next_attempt_date: e.next_attempt_at_ms.map(rfc3339),
+        dead_letter_reason: e.dead_letter_reason.as_deref(),
+        series: e.series,
+        attempt_count: e.attempts.len(),
+        attempts: e
+            .attempts
+            .iter()
+            .map(|a| {
+                json!({
+                    "date": rfc3339(a.at_ms),
+                    "series": a.series,
+                    "attempt": a.attempt,
+                    "statusCode": a.status_code,
+                    "error": a.error,
+                    "durationMs": a.duration_ms,
+                    "responseBody": a.response_body,
+                })
+            })
+            .collect(),
+        notification: serde_json::from_slice(&e.body).ok(),
+    };
+    // Strings, numbers and stored JSON only: serialising cannot fail.
+    serde_json::to_vec(&view).unwrap_or_default()
 }
 
 impl Manage<'_> {
