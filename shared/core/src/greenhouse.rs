@@ -2,19 +2,22 @@
 //! the body untouched, and the action -> event mapping of `spec/greenhouse-webhooks.md`.
 
 use std::borrow::Cow;
-use std::fmt;
 
 use hmac::{Hmac, KeyInit, Mac};
-use serde::Deserialize;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
 use sha2::Sha256;
+
+use crate::json::{self, ScanError, Scanner};
+
+#[cfg(test)]
+mod reference;
 
 /// Greenhouse bodies are a few KB; anything above this is refused before any parsing.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-/// Real payloads nest about 6 levels. serde_json's recursion limit (128) bounds what we accept,
-/// which keeps every consumer (ours and the receivers' JSON parsers) far from stack exhaustion.
-pub const MAX_DEPTH: usize = 128;
+/// Real payloads nest about 6 levels; a body may nest at most this many (objects and arrays).
+/// The notification puts `raw` two levels down and the events API two more; all stay well under
+/// the 128 that serde_json and other parsers refuse, so no consumer (ours or a receiver's) is
+/// ever handed a document it cannot read, nor one deep enough to exhaust a stack.
+pub const MAX_DEPTH: usize = 100;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
@@ -98,167 +101,76 @@ pub struct Webhook<'a> {
     pub mapping: Mapping,
 }
 
-/// Validates, bounds and maps a delivery in one pass over the bytes (plus the depth check).
-/// Greenhouse puts `action` before `payload`, so the mapping reads the payload as it streams
-/// by; a body in the other order costs a second pass over the payload.
+/// Validates, bounds and maps a delivery in one pass over the bytes, reading only what the
+/// mapping needs as the scanner goes by (see [`crate::json`]). Greenhouse puts `action` before
+/// `payload`; a body in the other order costs a second pass over the payload.
+///
+/// Errors: `NotJson` or `TooDeep` when the body is not JSON within the depth bound, whatever its
+/// shape; `NotAWebhook` only for valid JSON of the wrong shape (not an object, `action` missing,
+/// repeated or not a string, `payload` missing, repeated or not an object).
 pub fn parse_webhook(body: &[u8]) -> Result<Webhook<'_>, WebhookError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(WebhookError::TooLarge);
     }
     let text = std::str::from_utf8(body).map_err(|_| WebhookError::NotUtf8)?;
     let raw = text.trim_ascii();
-    if !raw.starts_with('{') {
+    let error = |s: &Scanner<'_>| match s.error() {
+        ScanError::Syntax { what, at } => {
+            let (line, column) = json::line_column(raw, at);
+            WebhookError::NotJson(format!("expected {what} at line {line} column {column}"))
+        }
+        ScanError::TooDeep => WebhookError::TooDeep,
+    };
+    let mut s = Scanner::new(raw, MAX_DEPTH);
+    if s.peek() != Some(b'{') {
+        s.skip(0).and_then(|()| s.end()).map_err(|_| error(&s))?;
         return Err(WebhookError::NotAWebhook);
     }
-    let classify = |e: serde_json::Error| {
-        if e.is_data() {
-            WebhookError::NotAWebhook
-        } else if e.to_string().starts_with("recursion limit exceeded") {
-            WebhookError::TooDeep
-        } else {
-            WebhookError::NotJson(e.to_string())
+    let (mut action, mut payload) = (None::<Cow<'_, str>>, None);
+    // A wrong shape is reported only once the whole body is known to be JSON.
+    let mut wrong_shape = false;
+    s.object(0, |s, key, depth| {
+        if key.is("action") {
+            if action.is_none() && !wrong_shape && s.peek() == Some(b'"') {
+                action = Some(s.string()?.decode()?);
+                return Ok(());
+            }
+            wrong_shape = true;
+        } else if key.is("payload") {
+            if payload.is_none() && !wrong_shape && s.peek() == Some(b'{') {
+                payload = Some(match &action {
+                    Some(action) => Payload::Mapped(map_payload(s, action, depth)?),
+                    None => {
+                        let start = s.offset();
+                        s.skip(depth)?;
+                        Payload::Later(start)
+                    }
+                });
+                return Ok(());
+            }
+            wrong_shape = true;
         }
-    };
-    let mut de = serde_json::Deserializer::from_str(raw);
-    let envelope = de.deserialize_map(EnvelopeVisitor).map_err(classify)?;
-    de.end().map_err(classify)?;
-    let (action, mapping) = match envelope {
-        (Some(action), Some(Payload::Mapped(mapping))) => (action, mapping),
-        (Some(action), Some(Payload::Raw(payload))) => {
-            let mapping = PayloadSeed(&action)
-                .deserialize(&mut serde_json::Deserializer::from_str(payload.get()))
-                .map_err(classify)?;
-            (action, mapping)
-        }
-        _ => return Err(WebhookError::NotAWebhook),
-    };
-    Ok(Webhook {
-        action,
-        raw,
-        mapping,
+        s.skip(depth)
     })
-}
-
-enum Payload<'a> {
-    Mapped(Mapping),
-    Raw(&'a RawValue),
-}
-
-struct EnvelopeVisitor;
-
-impl<'de> Visitor<'de> for EnvelopeVisitor {
-    type Value = (Option<Cow<'de, str>>, Option<Payload<'de>>);
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object with `action` and `payload`")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let (mut action, mut payload) = (None::<Cow<'de, str>>, None);
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            match key.as_ref() {
-                "action" if action.is_none() => action = Some(map.next_value::<Key<'de>>()?.0),
-                "payload" if payload.is_none() => {
-                    payload = Some(match &action {
-                        Some(a) => Payload::Mapped(map.next_value_seed(PayloadSeed(a))?),
-                        // Mapped (and depth-checked) in a second pass below.
-                        None => Payload::Raw(map.next_value::<&'de RawValue>()?),
-                    })
-                }
-                "action" | "payload" => {
-                    return Err(de::Error::custom(format!("duplicate `{key}`")));
-                }
-                _ => {
-                    map.next_value::<Skip>()?;
-                }
-            }
-        }
-        if let (Some(_), Some(Payload::Raw(p))) = (&action, &payload)
-            && !p.get().starts_with('{')
-        {
-            return Err(de::Error::custom("`payload` is not an object"));
-        }
-        Ok((action, payload))
-    }
-}
-
-/// A string that borrows from the input when it has no escapes.
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-/// The visitor methods for scalars, all answering `$value`: a visitor that descends into objects
-/// has nothing to read in a bool, number, string or null.
-macro_rules! scalars_are {
-    ($value:expr) => {
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok($value)
+    .and_then(|()| s.end())
+    .map_err(|_| error(&s))?;
+    let (Some(action), Some(payload), false) = (action, payload, wrong_shape) else {
+        return Err(WebhookError::NotAWebhook);
+    };
+    let mapping = match payload {
+        Payload::Mapped(mapping) => mapping,
+        Payload::Later(start) => {
+            s.seek(start);
+            map_payload(&mut s, &action, 1).map_err(|_| error(&s))?
         }
     };
+    Ok(Webhook { action, raw, mapping })
 }
 
-/// Skips a value. Unlike `IgnoredAny` (which serde_json skips iteratively with no depth
-/// limit), it descends through `deserialize_any`, so serde_json's recursion limit bounds the
-/// nesting of everything we accept, in the same pass that validates it.
-struct Skip;
-
-impl<'de> Deserialize<'de> for Skip {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(SkipVisitor)
-    }
-}
-
-struct SkipVisitor;
-
-impl<'de> Visitor<'de> for SkipVisitor {
-    type Value = Skip;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
-        while map.next_key::<IgnoredAny>()?.is_some() {
-            map.next_value::<Skip>()?;
-        }
-        Ok(Skip)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
-        while seq.next_element::<Skip>()?.is_some() {}
-        Ok(Skip)
-    }
-    scalars_are!(Skip);
+enum Payload {
+    Mapped(Mapping),
+    /// Where the payload starts, when it came before `action`.
+    Later(usize),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -421,38 +333,111 @@ pub fn known_actions() -> impl Iterator<Item = &'static str> {
         .chain(["delete_candidate", "merge_candidate", "ping"])
 }
 
-/// Maps the payload of `action` as serde streams it, reading only the fields the table names.
-struct PayloadSeed<'a>(&'a str);
-
-impl<'de> DeserializeSeed<'de> for PayloadSeed<'_> {
-    type Value = Mapping;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        let action = self.0;
-        if action == "ping" {
-            let web_hook_id = d.deserialize_map(PathVisitor {
-                head: "web_hook_id",
-                rest: &[],
+/// Maps the payload of `action` (the scanner is at the payload, an object) as the scanner goes
+/// through it, reading only the fields the table names.
+fn map_payload(s: &mut Scanner<'_>, action: &str, depth: usize) -> json::Result<Mapping> {
+    if action == "ping" {
+        let web_hook_id = path_id(s, depth, &["web_hook_id"])?;
+        return Ok(Mapping::Ping { web_hook_id });
+    }
+    if let Some(&(_, object_type, event_type, path)) = TABLE.iter().find(|row| row.0 == action) {
+        let object_id = path_id(s, depth, path)?;
+        return Ok(Mapping::Events(vec![MappedEvent {
+            object_type: Cow::Borrowed(object_type),
+            object_id,
+            event_type,
+        }]));
+    }
+    match action {
+        "delete_candidate" | "merge_candidate" => {
+            let mut person = Person::default();
+            s.object(depth, |s, key, depth| {
+                if key.is("person") {
+                    person = person_fields(s, depth)?;
+                    Ok(())
+                } else {
+                    s.skip(depth)
+                }
             })?;
-            return Ok(Mapping::Ping { web_hook_id });
+            Ok(map_person(action, person))
         }
-        if let Some(&(_, object_type, event_type, path)) = TABLE.iter().find(|row| row.0 == action)
-        {
-            let (head, rest) = path.split_first().expect("table paths are not empty");
-            let object_id = d.deserialize_map(PathVisitor { head, rest })?;
-            return Ok(Mapping::Events(vec![MappedEvent {
-                object_type: Cow::Borrowed(object_type),
-                object_id,
-                event_type,
-            }]));
-        }
-        match action {
-            "delete_candidate" | "merge_candidate" => {
-                Ok(map_person(action, d.deserialize_map(PersonPayload)?))
-            }
-            _ => Ok(map_unknown(d.deserialize_map(FirstObjectWithId)?)),
+        _ => {
+            let mut found = None;
+            s.object(depth, |s, key, depth| {
+                if found.is_some() {
+                    return s.skip(depth);
+                }
+                if let Some(id) = path_id(s, depth, &["id"])? {
+                    found = Some((key.decode()?.into_owned(), id));
+                }
+                Ok(())
+            })?;
+            Ok(map_unknown(found))
         }
     }
+}
+
+/// The id at `path` below the value the scanner is at; `None` when the path leads nowhere. Where
+/// a key repeats, the first occurrence that yields an id wins.
+fn path_id(s: &mut Scanner<'_>, depth: usize, path: &[&str]) -> json::Result<Option<String>> {
+    let Some((head, rest)) = path.split_first() else {
+        return id(s, depth);
+    };
+    if s.peek() != Some(b'{') {
+        s.skip(depth)?;
+        return Ok(None);
+    }
+    let mut found = None;
+    s.object(depth, |s, key, depth| {
+        if found.is_none() && key.is(head) {
+            found = path_id(s, depth, rest)?;
+            Ok(())
+        } else {
+            s.skip(depth)
+        }
+    })?;
+    Ok(found)
+}
+
+/// A Greenhouse id as the string `objectId` carries: a number's exact text (so integers beyond
+/// 2^53, or 2^64, survive), or a string's value; anything else is no id.
+fn id(s: &mut Scanner<'_>, depth: usize) -> json::Result<Option<String>> {
+    match s.peek() {
+        Some(b'-' | b'0'..=b'9') => Ok(Some(s.number()?.to_owned())),
+        Some(b'"') => Ok(Some(s.string()?.decode()?.into_owned())),
+        _ => s.skip(depth).map(|()| None),
+    }
+}
+
+/// `payload.person`: its `id`, `new_candidate_id` and `deleted_application_ids` (the last of
+/// each when repeated). Any other shape is "no person": the mapping still yields its event,
+/// without ids.
+fn person_fields(s: &mut Scanner<'_>, depth: usize) -> json::Result<Person> {
+    let mut p = Person::default();
+    if s.peek() != Some(b'{') {
+        s.skip(depth)?;
+        return Ok(p);
+    }
+    s.object(depth, |s, key, depth| {
+        if key.is("id") {
+            p.id = id(s, depth)?;
+        } else if key.is("new_candidate_id") {
+            p.new_candidate_id = id(s, depth)?;
+        } else if key.is("deleted_application_ids") {
+            p.deleted_application_ids.clear();
+            if s.peek() != Some(b'[') {
+                return s.skip(depth);
+            }
+            s.array(depth, |s, depth| {
+                p.deleted_application_ids.extend(id(s, depth)?);
+                Ok(())
+            })?;
+        } else {
+            s.skip(depth)?;
+        }
+        Ok(())
+    })?;
+    Ok(p)
 }
 
 /// `payload.person` of `delete_candidate` / `merge_candidate`: the fields the fan-out reads.
@@ -461,75 +446,6 @@ struct Person {
     id: Option<String>,
     deleted_application_ids: Vec<String>,
     new_candidate_id: Option<String>,
-}
-
-struct PersonPayload;
-
-impl<'de> Visitor<'de> for PersonPayload {
-    type Value = Person;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Person, A::Error> {
-        let mut person = Person::default();
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            if key == "person" {
-                person = map.next_value_seed(PersonFields)?;
-            } else {
-                map.next_value::<Skip>()?;
-            }
-        }
-        Ok(person)
-    }
-}
-
-struct PersonFields;
-
-impl<'de> DeserializeSeed<'de> for PersonFields {
-    type Value = Person;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Person, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for PersonFields {
-    type Value = Person;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a person object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Person, A::Error> {
-        let mut p = Person::default();
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            match key.as_ref() {
-                "id" => p.id = map.next_value::<Id>()?.0,
-                "new_candidate_id" => p.new_candidate_id = map.next_value::<Id>()?.0,
-                "deleted_application_ids" => {
-                    p.deleted_application_ids = map
-                        .next_value::<Option<Vec<Id>>>()?
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter_map(|id| id.0)
-                        .collect()
-                }
-                _ => {
-                    map.next_value::<Skip>()?;
-                }
-            }
-        }
-        Ok(p)
-    }
-
-    // Any other shape is "no person": the mapping still yields its event, without ids.
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Person, A::Error> {
-        while seq.next_element::<Skip>()?.is_some() {}
-        Ok(Person::default())
-    }
-    scalars_are!(Person::default());
 }
 
 fn map_person(action: &str, person: Person) -> Mapping {
@@ -574,98 +490,6 @@ fn map_unknown(found: Option<(String, String)>) -> Mapping {
         },
     };
     Mapping::Events(vec![event])
-}
-
-struct FirstObjectWithId;
-
-impl<'de> Visitor<'de> for FirstObjectWithId {
-    type Value = Option<(String, String)>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            if found.is_some() {
-                map.next_value::<Skip>()?;
-                continue;
-            }
-            let id = map.next_value_seed(Path(&["id"]))?;
-            if let Some(id) = id {
-                found = Some((key.into_owned(), id));
-            }
-        }
-        Ok(found)
-    }
-}
-
-struct Path<'p>(&'p [&'p str]);
-
-impl<'de> DeserializeSeed<'de> for Path<'_> {
-    type Value = Option<String>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        match self.0.split_first() {
-            None => Ok(Id::deserialize(d)?.0),
-            Some((head, rest)) => d.deserialize_any(PathVisitor { head, rest }),
-        }
-    }
-}
-
-struct PathVisitor<'p> {
-    head: &'p str,
-    rest: &'p [&'p str],
-}
-
-impl<'de> Visitor<'de> for PathVisitor<'_> {
-    type Value = Option<String>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            if found.is_none() && key == self.head {
-                found = map.next_value_seed(Path(self.rest))?;
-            } else {
-                map.next_value::<Skip>()?;
-            }
-        }
-        Ok(found)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<Skip>()?.is_some() {}
-        Ok(None)
-    }
-
-    scalars_are!(None);
-}
-
-/// A Greenhouse id as the string `objectId` carries. Read from the raw text so that integers
-/// beyond 2^53 (or 2^64) survive exactly; strings are accepted too; anything else is no id.
-struct Id(Option<String>);
-
-impl<'de> Deserialize<'de> for Id {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = <&'de RawValue>::deserialize(d)?;
-        let text = raw.get();
-        let id = match text.as_bytes().first() {
-            Some(b'-' | b'0'..=b'9') => Some(text.to_owned()),
-            Some(b'"') => serde_json::from_str::<String>(text).ok(),
-            Some(b'[' | b'{') => {
-                // Raw values skip without a depth limit: bound this one like everything else.
-                serde_json::from_str::<Skip>(text).map_err(de::Error::custom)?;
-                None
-            }
-            _ => None,
-        };
-        Ok(Id(id))
-    }
 }
 
 #[cfg(test)]
@@ -810,39 +634,50 @@ mod tests {
     #[test]
     fn depth_is_bounded_wherever_the_nesting_hides() {
         let nest = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
-        for body in [
-            format!(
-                r#"{{"action":"job_created","payload":{{"job":{{"id":1}},"x":{}}}}}"#,
-                nest(200)
-            ),
-            format!(
-                r#"{{"action":"job_created","payload":{{"job":{{"id":{}}}}}}}"#,
-                nest(200)
-            ),
-            format!(r#"{{"extra":{},"action":"x","payload":{{}}}}"#, nest(200)),
-            format!(r#"{{"payload":{{"a":{}}},"action":"x"}}"#, nest(200)),
-            format!(
-                r#"{{"action":"delete_candidate","payload":{{"person":{{"id":1,"x":{}}}}}}}"#,
-                nest(200)
-            ),
-            format!(
-                r#"{{"action":"hiring_team","payload":{{"t":{{"id":1}},"u":{}}}}}"#,
-                nest(200)
-            ),
+        // Each body with `N` where a value nests, and how many containers surround that value.
+        for (template, around) in [
+            (r#"{"action":"job_created","payload":{"job":{"id":1},"x":N}}"#, 2),
+            (r#"{"action":"job_created","payload":{"job":{"id":N}}}"#, 3),
+            (r#"{"extra":N,"action":"x","payload":{}}"#, 1),
+            (r#"{"payload":{"a":N},"action":"x"}"#, 2),
+            (r#"{"action":"delete_candidate","payload":{"person":{"id":1,"x":N}}}"#, 3),
+            (r#"{"action":"delete_candidate","payload":{"person":{"deleted_application_ids":[N]}}}"#, 4),
+            (r#"{"action":"merge_candidate","payload":{"person":N}}"#, 2),
+            (r#"{"action":"hiring_team","payload":{"t":{"id":1},"u":N}}"#, 2),
+            (r#"{"action":"hiring_team","payload":{"u":{"id":N}}}"#, 3),
+            (r#"{"action":"ping","payload":{"web_hook_id":N}}"#, 2),
+            (r#"N"#, 0),
         ] {
-            assert!(
-                matches!(
-                    parse_webhook(body.as_bytes()),
-                    Err(WebhookError::TooDeep | WebhookError::NotAWebhook)
-                ),
-                "{body}"
-            );
+            let at_limit = template.replace('N', &nest(MAX_DEPTH - around));
+            let over = template.replace('N', &nest(MAX_DEPTH - around + 1));
+            let far_over = template.replace('N', &nest(200));
+            let shaped = around > 0;
+            assert_eq!(parse_webhook(at_limit.as_bytes()).is_ok(), shaped, "{template}");
+            assert_eq!(parse_webhook(over.as_bytes()).unwrap_err(), WebhookError::TooDeep, "{template}");
+            assert_eq!(parse_webhook(far_over.as_bytes()).unwrap_err(), WebhookError::TooDeep, "{template}");
         }
-        let fine = format!(
-            r#"{{"action":"job_created","payload":{{"job":{{"id":1}},"x":{}}}}}"#,
-            nest(100)
+        assert_eq!(
+            parse_webhook(nest(MAX_DEPTH).as_bytes()).unwrap_err(),
+            WebhookError::NotAWebhook
         );
-        assert!(parse_webhook(fine.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn not_json_wins_over_a_wrong_shape_and_says_where() {
+        for body in [
+            r#"{"action":1,"payload":{}"#,
+            r#"{"action":"x","payload":[],"rest":tru}"#,
+            r#"{"action":"x","action":"y","payload":{}} x"#,
+            r#"[1,2"#,
+        ] {
+            assert!(matches!(parse_webhook(body.as_bytes()), Err(WebhookError::NotJson(_))), "{body}");
+        }
+        let Err(WebhookError::NotJson(message)) =
+            parse_webhook(b"{\n  \"action\": \"x\",\n  \"payload\": {\"a\": 01}\n}")
+        else {
+            panic!("accepted")
+        };
+        assert_eq!(message, "expected `,` or `}` at line 3 column 21");
     }
 
     #[test]

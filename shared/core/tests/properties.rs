@@ -188,3 +188,35 @@ proptest! {
         prop_assert_eq!(notifications.len(), (ids.len() + 1).div_ceil(MAX_EVENTS_PER_NOTIFICATION));
     }
 }
+
+/// The deepest body accepted still makes a notification, and an events-API page holding it, that
+/// serde_json (whose limit of 128 levels is the strictest common one) reads back.
+#[test]
+fn the_deepest_accepted_body_stays_readable_downstream() {
+    let around = 2; // the body's object and its payload
+    let nest = greenhouse::MAX_DEPTH - around;
+    let body = format!(
+        r#"{{"action":"job_created","payload":{{"job":{{"id":1}},"deep":{}1{}}}}}"#,
+        "[".repeat(nest),
+        "]".repeat(nest)
+    );
+    let sig = greenhouse::sign(KEY.as_bytes(), body.as_bytes());
+    let Prepared::Notifications { notifications, .. } =
+        prepare(&instance(), Some(sig.as_bytes()), None, body.as_bytes(), 0).unwrap()
+    else {
+        panic!("not forwarded")
+    };
+    let n = &notifications[0];
+    assert!(serde_json::from_slice::<Value>(&n.body).is_ok());
+    let mut record = relay_core::ports::EventRecord::listed(
+        n.event_id.clone(),
+        7,
+        relay_core::ports::EventStatus::Pending,
+    );
+    record.body = n.body.clone();
+    let page = [b"[".as_slice(), &relay_core::manage::event_json(&record), b"]"].concat();
+    let v: Value = serde_json::from_slice(&page).unwrap();
+    assert_eq!(v[0]["notification"]["message"]["raw"], serde_json::from_str::<Value>(&body).unwrap());
+    let deeper = body.replacen('[', "[[", 1).replacen(']', "]]", 1);
+    assert_eq!(greenhouse::parse_webhook(deeper.as_bytes()).unwrap_err(), WebhookError::TooDeep);
+}
