@@ -660,3 +660,63 @@ async fn the_events_list_pages_with_a_next_link_and_stays_under_4_mib() {
     assert_eq!(firsts_sorted, big_sorted, "the newest five are the large ones, none skipped or repeated");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_instances_list_pages_with_cloud_elements_tokens_and_stays_under_4_mib() {
+    let dir = tmp();
+    let rx = Receiver::start().await;
+    let server = Server::start(config(dir.path(), 1.0)).await;
+    let get = |path: String| {
+        let req = server.http.get(if path.starts_with("http") { path } else { format!("{}{path}", server.base) });
+        async move {
+            let resp = req.header("authorization", admin()).send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            let token = resp.headers().get("elements-next-page-token").map(|t| t.to_str().unwrap().to_owned());
+            let link = resp.headers().get("link").map(|l| l.to_str().unwrap().trim_start_matches('<').split('>').next().unwrap().to_owned());
+            assert_eq!(token.is_some(), link.is_some());
+            let bytes = resp.bytes().await.unwrap();
+            let ids: Vec<i64> = serde_json::from_slice::<Vec<Value>>(&bytes).unwrap().iter().map(id_of).collect();
+            (ids, token, link, bytes.len())
+        }
+    };
+    // Five instances, the third deleted: pages of two skip it, in id order.
+    let mut ids = vec![];
+    for _ in 0..5 {
+        ids.push(id_of(&server.create_instance(&rx.url(), json!({})).await));
+    }
+    let (status, _) = server.call("DELETE", &format!("/instances/{}", ids[2]), Some(&admin()), None).await;
+    assert_eq!(status, 200);
+    let live: Vec<i64> = ids.iter().copied().filter(|i| *i != ids[2]).collect();
+    let (first, token, link, _) = get("/instances?pageSize=2".into()).await;
+    assert_eq!(first, live[..2]);
+    assert_eq!(token.as_deref(), Some(live[1].to_string().as_str()));
+    assert_eq!(link.as_deref(), Some(format!("{}/instances?pageSize=2&nextPage={}", server.base, live[1]).as_str()));
+    let (second, token, link, _) = get(format!("/instances?pageSize=2&nextPage={}", token.unwrap())).await;
+    assert_eq!(second, live[2..]);
+    assert_eq!((token, link), (None, None), "nothing after the last page");
+    let (via_link, _, _, _) = get(format!("{}/instances?pageSize=2&nextPage={}", server.base, live[1])).await;
+    assert_eq!(via_link, live[2..]);
+    // Without pageSize: every one, as before, with no token.
+    let (all, token, _, _) = get("/instances".into()).await;
+    assert_eq!((all, token), (live.clone(), None));
+    // Parameters that are not ones are a 400 naming them.
+    for (query, name) in [("pageSize=0", "pageSize:"), ("pageSize=501", "pageSize:"), ("pageSize=x", "pageSize:"), ("nextPage=abc", "nextPage:"), ("nextPage=-3", "nextPage:")] {
+        let (status, body) = server.call("GET", &format!("/instances?{query}"), Some(&admin()), None).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body["message"].as_str().unwrap().starts_with(name), "{body}");
+    }
+    // Instances whose JSON passes 4 MiB together: the list without pageSize ends early, with a
+    // token, and the next page has the rest.
+    let big = "x".repeat(900_000);
+    let mut heavy = vec![];
+    for _ in 0..5 {
+        heavy.push(id_of(&server.create_instance(&rx.url(), json!({"notes": big})).await));
+    }
+    let (page, token, _, bytes) = get("/instances".into()).await;
+    assert!(bytes <= 4 * 1024 * 1024, "{bytes}");
+    assert!(page.len() < live.len() + heavy.len());
+    let (rest, token, _, _) = get(format!("/instances?nextPage={}", token.expect("a token after the cut"))).await;
+    assert_eq!(token, None);
+    assert_eq!([page, rest].concat(), [live, heavy].concat());
+    server.stop().await;
+}

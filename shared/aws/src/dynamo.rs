@@ -601,19 +601,23 @@ impl Instances for DynamoStore {
         }
     }
 
-    async fn list(&self) -> Result<Vec<Instance>, StoreError> {
+    async fn list(&self, after: Option<i64>, limit: usize) -> Result<Vec<Instance>, StoreError> {
+        // Deleted instances stay in the index (their ids are never reused): skipped here.
         let mut pages = self
             .dynamo
             .query()
             .table_name(&self.table)
             .index_name("gsi1")
-            .key_condition_expression("gsi1pk = :p")
+            .key_condition_expression("gsi1pk = :p AND gsi1sk > :after")
             .expression_attribute_values(":p", s("INSTANCES"))
+            .expression_attribute_values(":after", s(format!("{:020}", after.unwrap_or(0).max(0))))
             .into_paginator()
             .items()
             .send();
         let mut out = vec![];
-        while let Some(item) = pages.next().await {
+        while out.len() < limit
+            && let Some(item) = pages.next().await
+        {
             let item = item.map_err(unavailable)?;
             if !item.contains_key("deleted_at") {
                 out.push(Self::instance_from_item(&item)?);
@@ -950,8 +954,8 @@ impl<I: Instances> Instances for CachedInstances<I> {
         self.cache.write().await.insert(id, (Instant::now(), fresh.clone()));
         Ok(fresh)
     }
-    async fn list(&self) -> Result<Vec<Instance>, StoreError> {
-        self.inner.list().await
+    async fn list(&self, after: Option<i64>, limit: usize) -> Result<Vec<Instance>, StoreError> {
+        self.inner.list(after, limit).await
     }
     async fn update(&self, id: i64, spec: InstanceSpec) -> Result<Option<Instance>, StoreError> {
         self.cache.write().await.remove(&id);

@@ -720,3 +720,41 @@ async fn lists_by_status_read_only_that_status_and_never_act_on_a_lagging_index(
     assert_eq!(in_status(&aws, id, "delivered").await.len(), 13);
     assert_eq!(rx.got.lock().unwrap().len(), 16);
 }
+
+/// `GET /instances` on DynamoDB: pages by id through `gsi1` (`gsi1sk > :after`), deleted
+/// instances skipped, the next page named by `Elements-Next-Page-Token`.
+#[tokio::test]
+async fn the_instances_list_pages_by_id_and_skips_deleted_ones() {
+    use relay_core::ports::Instances;
+    let aws = provision().await;
+    let api = aws.api();
+    let rx = Receiver::start().await;
+    let mut ids = vec![];
+    for _ in 0..5 {
+        ids.push(instance(&api, &rx.url).await["id"].as_i64().unwrap());
+    }
+    let (status, _) = call(&api, "DELETE", &format!("/instances/{}", ids[1]), &[admin()], vec![]).await;
+    assert_eq!(status, 200);
+    let live: Vec<i64> = ids.iter().copied().filter(|i| *i != ids[1]).collect();
+    let store = aws.store();
+    let listed = |v: Vec<relay_core::ports::Instance>| v.iter().map(|i| i.id).collect::<Vec<_>>();
+    assert_eq!(listed(store.list(None, 10).await.unwrap()), live);
+    assert_eq!(listed(store.list(Some(ids[0]), 2).await.unwrap()), live[1..3], "after the first, the deleted one skipped");
+    assert_eq!(listed(store.list(Some(ids[4]), 2).await.unwrap()), Vec::<i64>::new());
+    let (mut path, mut seen, mut pages) = ("/instances?pageSize=2".to_owned(), vec![], 0);
+    loop {
+        let (k, v) = admin();
+        let req = http::Request::builder().method("GET").uri(&path).header(k, v).body(bytes::Bytes::new()).unwrap();
+        let resp = api.handle(req, "test").await;
+        assert_eq!(resp.status(), 200, "{path}");
+        pages += 1;
+        let page: Vec<Value> = serde_json::from_slice(resp.body()).unwrap();
+        assert!(page.len() <= 2 && pages <= 2, "{path}");
+        seen.extend(page.iter().map(|i| i["id"].as_i64().unwrap()));
+        match resp.headers().get("elements-next-page-token") {
+            Some(token) => path = format!("/instances?pageSize=2&nextPage={}", token.to_str().unwrap()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, live);
+}

@@ -11,7 +11,10 @@ use sha2::{Digest, Sha256};
 use crate::greenhouse::MAX_BODY_BYTES;
 use crate::ingest::{self, IngestError, IngestOutcome};
 use crate::instance::{ConfigError, token_hash};
-use crate::manage::{LIST_BYTES_MAX, Manage, ManageError, event_json, instance_json, page_cursor};
+use crate::manage::{
+    INSTANCES_PAGE_MAX, InstanceQuery, LIST_BYTES_MAX, Manage, ManageError, event_json, instance_json, instance_query,
+    page_cursor,
+};
 use crate::network::NetworkPolicy;
 use crate::ports::{Callback, Clock, Events, Instances};
 
@@ -217,9 +220,8 @@ impl Api {
             }
             (["instances"], &Method::GET) => {
                 self.authorize(req.headers(), None).await?;
-                let list = self.manage().list().await?;
-                let base = base();
-                ok(Value::Array(list.iter().map(|i| instance_json(i, &base, None, None)).collect()))
+                let q = instance_query(&query())?;
+                self.instances_page(&base(), &q).await
             }
             (["instances"], m) => Err(ApiError::MethodNotAllowed(m.clone())),
             (["instances", id], m) => {
@@ -337,6 +339,47 @@ impl Api {
 /// Compares digests, so the time taken says nothing about the secret.
 fn same_secret(given: &str, expected: &str) -> bool {
     !expected.is_empty() && Sha256::digest(given.as_bytes()) == Sha256::digest(expected.as_bytes())
+}
+
+impl Api {
+    /// The JSON array of live instances by id: one page of `pageSize`, or without it all of them
+    /// (read `INSTANCES_PAGE_MAX` at a time), cut before `LIST_BYTES_MAX`. When others follow:
+    /// `Elements-Next-Page-Token: <token>` (Cloud Elements' header; pass it as `nextPage`) and
+    /// `Link: <{base}/instances?...&nextPage=<token>>; rel="next"`.
+    async fn instances_page(&self, base: &str, q: &InstanceQuery) -> Result<Response<Bytes>, ApiError> {
+        let mut body = vec![b'['];
+        let (mut after, mut count) = (q.after, 0usize);
+        let more = 'pages: loop {
+            let page = self.manage().list(after, q.page_size.unwrap_or(INSTANCES_PAGE_MAX)).await?;
+            for instance in &page.instances {
+                let item = serde_json::to_vec(&instance_json(instance, base, None, None)).unwrap_or_default();
+                if count > 0 && body.len() + item.len() + 2 > LIST_BYTES_MAX {
+                    break 'pages true;
+                }
+                if count > 0 {
+                    body.push(b',');
+                }
+                body.extend_from_slice(&item);
+                count += 1;
+                after = Some(instance.id);
+            }
+            if q.page_size.is_some() || !page.more {
+                break page.more;
+            }
+        };
+        body.push(b']');
+        let mut r = json_bytes_response(StatusCode::OK, body);
+        if let (true, Some(last)) = (more, after) {
+            let size = q.page_size.map(|n| format!("pageSize={n}&")).unwrap_or_default();
+            let link = format!("<{base}/instances?{size}nextPage={last}>; rel=\"next\"");
+            let headers = r.headers_mut();
+            headers.insert("elements-next-page-token", header::HeaderValue::from(last));
+            if let Ok(v) = header::HeaderValue::from_str(&link) {
+                headers.insert(header::LINK, v);
+            }
+        }
+        Ok(r)
+    }
 }
 
 fn parse_id(s: &str) -> Result<i64, ApiError> {

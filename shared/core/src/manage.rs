@@ -131,8 +131,13 @@ impl Manage<'_> {
         self.instances.get(id).await?.ok_or_else(|| not_found(id))
     }
 
-    pub async fn list(&self) -> Result<Vec<Instance>, ManageError> {
-        Ok(self.instances.list().await?)
+    /// Live instances by id after `after`: at most `limit`, and `more` when others follow.
+    pub async fn list(&self, after: Option<i64>, limit: usize) -> Result<InstancePage, ManageError> {
+        // One more than the limit tells whether others follow.
+        let mut instances = self.instances.list(after, limit + 1).await?;
+        let more = instances.len() > limit;
+        instances.truncate(limit);
+        Ok(InstancePage { instances, more })
     }
 
     pub async fn patch(&self, id: i64, body: &[u8]) -> Result<Instance, ManageError> {
@@ -225,6 +230,47 @@ fn not_found(id: i64) -> ManageError {
 /// A list response stays under this many bytes (a Lambda answers at most 6 MB): the page ends
 /// early, with a `next` link, rather than fail. Always at least one notification.
 pub const LIST_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// At most this many instances in one page (`pageSize`), and per store read.
+pub const INSTANCES_PAGE_MAX: usize = 500;
+
+/// A page of instances, by id.
+#[derive(Debug)]
+pub struct InstancePage {
+    pub instances: Vec<Instance>,
+    /// Others follow the last one.
+    pub more: bool,
+}
+
+/// `GET /instances?pageSize=N&nextPage=<token>` (Cloud Elements' paging): the token is the
+/// `Elements-Next-Page-Token` of the previous page.
+#[derive(Debug, Default)]
+pub struct InstanceQuery {
+    pub page_size: Option<usize>,
+    pub after: Option<i64>,
+}
+
+pub fn instance_query(query: &Map<String, Value>) -> Result<InstanceQuery, ManageError> {
+    let text = |k: &str| query.get(k).and_then(Value::as_str);
+    let page_size = match text("pageSize") {
+        None => None,
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=INSTANCES_PAGE_MAX).contains(&n) => Some(n),
+            _ => {
+                return Err(ManageError::BadQuery(format!(
+                    "pageSize: must be an integer from 1 to {INSTANCES_PAGE_MAX}"
+                )));
+            }
+        },
+    };
+    let after = match text("nextPage") {
+        None | Some("") => None,
+        Some(s) => Some(s.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+            ManageError::BadQuery(format!("nextPage: `{s}` is not a token from an `Elements-Next-Page-Token` header"))
+        })?),
+    };
+    Ok(InstanceQuery { page_size, after })
+}
 
 /// A page of an instance's notifications.
 #[derive(Debug)]

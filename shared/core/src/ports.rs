@@ -45,7 +45,8 @@ pub trait Instances: Send + Sync {
     ) -> Result<Instance, StoreError>;
     /// A live (not deleted) instance.
     async fn get(&self, id: i64) -> Result<Option<Instance>, StoreError>;
-    async fn list(&self) -> Result<Vec<Instance>, StoreError>;
+    /// Live instances with an id above `after` (all when `None`), by id, at most `limit`.
+    async fn list(&self, after: Option<i64>, limit: usize) -> Result<Vec<Instance>, StoreError>;
     /// Replaces the spec of a live instance; false when there is none.
     async fn update(&self, id: i64, spec: InstanceSpec) -> Result<Option<Instance>, StoreError>;
     async fn delete(&self, id: i64) -> Result<bool, StoreError>;

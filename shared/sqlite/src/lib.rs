@@ -350,10 +350,20 @@ impl Instances for SqliteStore {
         Ok(self.shared.instances.read().map_err(unavailable)?.get(&id).cloned())
     }
 
-    async fn list(&self) -> Result<Vec<Instance>, StoreError> {
-        let mut all: Vec<Instance> = self.shared.instances.read().map_err(unavailable)?.values().cloned().collect();
-        all.sort_by_key(|i| i.id);
-        Ok(all)
+    async fn list(&self, after: Option<i64>, limit: usize) -> Result<Vec<Instance>, StoreError> {
+        let after = after.unwrap_or(i64::MIN);
+        let mut page: Vec<Instance> = self
+            .shared
+            .instances
+            .read()
+            .map_err(unavailable)?
+            .values()
+            .filter(|i| i.id > after)
+            .cloned()
+            .collect();
+        page.sort_by_key(|i| i.id);
+        page.truncate(limit);
+        Ok(page)
     }
 
     async fn update(&self, id: i64, spec: InstanceSpec) -> Result<Option<Instance>, StoreError> {
