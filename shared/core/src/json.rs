@@ -180,42 +180,13 @@ impl<'a> Scanner<'a> {
     pub fn skip(&mut self, depth: usize) -> Result<()> {
         match self.peek() {
             Some(b'"') => self.string_here().map(drop),
-            Some(b'{') => self.skip_object(depth),
-            Some(b'[') => self.skip_array(depth),
+            Some(b'{') => self.object(depth, |s, _, inner| s.skip(inner)),
+            Some(b'[') => self.array(depth, |s, inner| s.skip(inner)),
             Some(b'-' | b'0'..=b'9') => self.number_here().map(drop),
             Some(b't') => self.literal("true"),
             Some(b'f') => self.literal("false"),
             Some(b'n') => self.literal("null"),
             _ => self.fail("a value"),
-        }
-    }
-
-    fn skip_object(&mut self, depth: usize) -> Result<()> {
-        let inner = self.enter(depth)?;
-        if self.peek() == Some(b'}') {
-            self.i += 1;
-            return Ok(());
-        }
-        loop {
-            self.key()?;
-            self.skip(inner)?;
-            if self.close(b'}')? {
-                return Ok(());
-            }
-        }
-    }
-
-    fn skip_array(&mut self, depth: usize) -> Result<()> {
-        let inner = self.enter(depth)?;
-        if self.peek() == Some(b']') {
-            self.i += 1;
-            return Ok(());
-        }
-        loop {
-            self.skip(inner)?;
-            if self.close(b']')? {
-                return Ok(());
-            }
         }
     }
 
