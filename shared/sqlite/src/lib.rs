@@ -8,7 +8,7 @@
 mod schema;
 mod worker;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock, mpsc};
 
@@ -35,7 +35,8 @@ type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
 
 struct Shared {
     /// Live instances, kept in commit order by the writer thread.
-    instances: RwLock<HashMap<i64, Instance>>,
+    /// Live instances by id (ordered, so the list pages by range).
+    instances: RwLock<BTreeMap<i64, Instance>>,
     /// New work for the delivery worker.
     wake: Notify,
 }
@@ -351,19 +352,10 @@ impl Instances for SqliteStore {
     }
 
     async fn list(&self, after: Option<i64>, limit: usize) -> Result<Vec<Instance>, StoreError> {
-        let after = after.unwrap_or(i64::MIN);
-        let mut page: Vec<Instance> = self
-            .shared
-            .instances
-            .read()
-            .map_err(unavailable)?
-            .values()
-            .filter(|i| i.id > after)
-            .cloned()
-            .collect();
-        page.sort_by_key(|i| i.id);
-        page.truncate(limit);
-        Ok(page)
+        use std::ops::Bound::{Excluded, Unbounded};
+        let from = after.map_or(Unbounded, Excluded);
+        let all = self.shared.instances.read().map_err(unavailable)?;
+        Ok(all.range((from, Unbounded)).take(limit).map(|(_, i)| i.clone()).collect())
     }
 
     async fn update(&self, id: i64, spec: InstanceSpec) -> Result<Option<Instance>, StoreError> {

@@ -1,6 +1,6 @@
 //! Tables, connection settings and the row mappings.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -92,7 +92,7 @@ fn instance_from_row(r: &Row<'_>) -> rusqlite::Result<Instance> {
 
 const INSTANCE_COLUMNS: &str = "id, name, tags, configuration, token_hash, created_at, last_ping";
 
-pub fn load_instances(conn: &Connection) -> rusqlite::Result<HashMap<i64, Instance>> {
+pub fn load_instances(conn: &Connection) -> rusqlite::Result<BTreeMap<i64, Instance>> {
     let mut stmt = conn.prepare(&format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE deleted_at IS NULL"))?;
     let rows = stmt.query_map([], instance_from_row)?;
     rows.map(|r| r.map(|i| (i.id, i))).collect()
