@@ -113,7 +113,8 @@ pub fn parse_webhook(body: &[u8]) -> Result<Webhook<'_>, WebhookError> {
         return Err(WebhookError::TooLarge);
     }
     let text = std::str::from_utf8(body).map_err(|_| WebhookError::NotUtf8)?;
-    let raw = text.trim_ascii();
+    // JSON's whitespace only (`trim_ascii` would also take a form feed, which JSON refuses).
+    let raw = text.trim_matches([' ', '\t', '\n', '\r']);
     let error = |s: &Scanner<'_>| match s.error() {
         ScanError::Syntax { what, at } => {
             let (line, column) = json::line_column(raw, at);
@@ -678,6 +679,21 @@ mod tests {
             panic!("accepted")
         };
         assert_eq!(message, "expected `,` or `}` at line 3 column 21");
+    }
+
+    #[test]
+    fn only_json_whitespace_surrounds_the_document() {
+        let body = r#"{"action":"x","payload":{}}"#;
+        assert!(parse_webhook(format!(" \t\r\n{body}\n ").as_bytes()).is_ok());
+        for around in ["\u{c}", "\u{b}", "\u{a0}", "\u{0}"] {
+            for text in [format!("{around}{body}"), format!("{body}{around}")] {
+                assert!(
+                    matches!(parse_webhook(text.as_bytes()), Err(WebhookError::NotJson(_))),
+                    "{text:?}"
+                );
+                assert!(serde_json::from_str::<serde_json::Value>(&text).is_err());
+            }
+        }
     }
 
     #[test]

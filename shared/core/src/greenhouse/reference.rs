@@ -1,8 +1,9 @@
 //! The previous serde-based `parse_webhook`, kept only as an oracle for the differential tests of
 //! the scanner-based one: same envelope, same mapping, reached through serde_json's visitors.
-//! Two differences from the shipped one are expected and excluded by the tests: this one counts
-//! depth by serde_json's recursion limit (128, reset when the payload is re-read), and it skips
-//! object keys with `IgnoredAny` (no surrogate check there).
+//! Three differences from the shipped one are expected and excluded by the tests: this one counts
+//! depth by serde_json's recursion limit (128, reset when the payload is re-read), it skips
+//! object keys with `IgnoredAny` (no surrogate check there), and it trims a form feed around the
+//! document as if JSON allowed it there. In each case it accepts what `Value` refuses.
 
 use std::borrow::Cow;
 use std::fmt;
