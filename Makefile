@@ -8,7 +8,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 VENV := .venv-tools
 SAM_VENV := .venv-sam
 
-.PHONY: help run test test-rust test-infra validate validate-sam build deploy invoke coldstart conformance parity-aws bench-core bench-store bench-local tools-wrk fmt lint
+.PHONY: help run test test-rust test-infra validate validate-sam build deploy invoke coldstart conformance parity-aws bench-core bench-store bench-local fuzz tools-wrk fmt lint
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -78,6 +78,15 @@ bench-store: ## criterion: the local worker's claim and the failed list on a 100
 bench-local: tools-wrk ## wrk load on the local mode vs a bare hyper server (prints the ratios)
 	$(CARGO) build --release --locked -p greenhouse-relay --bins --examples
 	scripts/bench-local.sh $(TARGET_DIR)/release
+
+# cargo-fuzz passes nightly flags (-Zsanitizer); this machine has the stable toolchain only, and
+# RUSTC_BOOTSTRAP=1 lets it take them. The corpus starts from the Greenhouse fixtures.
+fuzz: ## libFuzzer on the ingest parser for FUZZ_SECONDS (default 300); installs cargo-fuzz
+	@command -v cargo-fuzz >/dev/null || { echo "installing cargo-fuzz (cargo install cargo-fuzz)"; \
+	  $(CARGO) install cargo-fuzz --locked; }
+	mkdir -p fuzz/corpus
+	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run parse_webhook fuzz/corpus ../shared/fixtures/greenhouse -- \
+		-max_total_time=$${FUZZ_SECONDS:-300} -max_len=8192
 
 tools-wrk:
 	@command -v wrk >/dev/null || { echo "installing wrk (apt-get install wrk)"; \
