@@ -12,6 +12,7 @@ use relay_core::api::{Api, ApiConfig, PublicBaseUrl};
 use relay_core::delivery::{self, DeliveryConfig};
 use relay_core::network::NetworkPolicy;
 use relay_core::ports::{Callback, Clock, Events, Instances, NextStep, QueuedEvent, SystemClock};
+use relay_core::retry::DeadLetterReason;
 
 use crate::dynamo::{CachedInstances, DynamoStore};
 use crate::metrics::{Metrics, Outcomes};
@@ -242,6 +243,7 @@ enum Outcome {
     Delivered,
     Retried,
     DeadLettered,
+    Gone,
     Unprocessed,
 }
 
@@ -276,10 +278,11 @@ impl Delivery {
                 Outcome::Delivered => &mut outcomes.delivered,
                 Outcome::Retried => &mut outcomes.retried,
                 Outcome::DeadLettered => &mut outcomes.dead_lettered,
+                Outcome::Gone => &mut outcomes.gone,
                 Outcome::Unprocessed => &mut outcomes.unprocessed,
             };
             *count += 1;
-            // Delivered and dead-lettered ones are done: SQS may delete their messages.
+            // Delivered, dead-lettered and gone ones are done: SQS may delete their messages.
             if matches!(outcome, Outcome::Retried | Outcome::Unprocessed) {
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = record.message_id.clone().unwrap_or_default();
@@ -343,7 +346,8 @@ impl Delivery {
         .await
         {
             Ok(NextStep::Delivered) => Outcome::Delivered,
-            Ok(NextStep::DeadLettered(_)) => Outcome::DeadLettered,
+            Ok(NextStep::DeadLettered(DeadLetterReason::Gone)) => Outcome::Gone,
+            Ok(NextStep::DeadLettered(DeadLetterReason::AttemptsExhausted)) => Outcome::DeadLettered,
             Ok(NextStep::RetryAt { at_ms }) => {
                 let delay = Duration::from_millis((at_ms - self.clock.now_ms()).max(0) as u64);
                 if let Some(handle) = &record.receipt_handle

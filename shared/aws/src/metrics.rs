@@ -4,7 +4,9 @@
 //!
 //! Why: a notification that exhausts its attempts (or gets a 410) is recorded as failed and its
 //! message deleted, so it never reaches the SQS dead-letter queue and that queue's alarm stays
-//! quiet. `DeadLettered` is what the template's `DeadLetteredAlarm` watches.
+//! quiet. `DeadLettered` (attempts exhausted, or no attempt possible) is what the template's
+//! `DeadLetteredAlarm` watches; `Gone` (the receiver answered 410, asking to be left alone) is
+//! counted apart, so that a receiver's deliberate answer does not page anyone.
 
 use std::sync::Arc;
 
@@ -20,8 +22,10 @@ pub struct Outcomes {
     pub delivered: u32,
     /// The attempt failed and a later one is scheduled.
     pub retried: u32,
-    /// No attempt left, or the receiver answered 410: recorded as failed.
+    /// No attempt left: recorded as failed.
     pub dead_lettered: u32,
+    /// The receiver answered 410: recorded as failed, not alarmed.
+    pub gone: u32,
     /// Not attempted or not recorded (unreadable message, store unavailable): SQS retries it.
     pub unprocessed: u32,
 }
@@ -35,13 +39,14 @@ pub fn emf(function: &str, at_ms: i64, o: &Outcomes) -> String {
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
                 "Dimensions": [["Function"]],
-                "Metrics": [metric("Delivered"), metric("Retried"), metric("DeadLettered"), metric("Unprocessed")],
+                "Metrics": [metric("Delivered"), metric("Retried"), metric("DeadLettered"), metric("Gone"), metric("Unprocessed")],
             }],
         },
         "Function": function,
         "Delivered": o.delivered,
         "Retried": o.retried,
         "DeadLettered": o.dead_lettered,
+        "Gone": o.gone,
         "Unprocessed": o.unprocessed,
     })
     .to_string()
@@ -75,7 +80,7 @@ mod tests {
 
     #[test]
     fn every_metric_named_in_the_directive_is_a_number_at_the_root() {
-        let o = Outcomes { delivered: 7, retried: 2, dead_lettered: 1, unprocessed: 0 };
+        let o = Outcomes { delivered: 7, retried: 2, dead_lettered: 1, gone: 3, unprocessed: 0 };
         let v: serde_json::Value = serde_json::from_str(&emf("relay-DeliveryFunction-x", 1_772_473_211_000, &o)).unwrap();
         let directive = &v["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(v["_aws"]["Timestamp"], 1_772_473_211_000i64);
@@ -86,8 +91,8 @@ mod tests {
             }
         }
         let names: Vec<&str> = directive["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["Delivered", "Retried", "DeadLettered", "Unprocessed"]);
+        assert_eq!(names, ["Delivered", "Retried", "DeadLettered", "Gone", "Unprocessed"]);
         let values: Vec<u64> = names.iter().map(|n| v[n].as_u64().unwrap()).collect();
-        assert_eq!(values, [7, 2, 1, 0]);
+        assert_eq!(values, [7, 2, 1, 3, 0]);
     }
 }

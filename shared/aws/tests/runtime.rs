@@ -573,6 +573,8 @@ async fn each_batch_reports_its_outcomes_as_cloudwatch_metrics() {
     }
     let mut event = aws.receive_event().await;
     assert_eq!(event.records.len(), 3);
+    let retry_event = event.clone();
+    let lines_after = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let mut garbage = event.records[0].clone();
     garbage.message_id = Some("not-ours".into());
     garbage.body = Some("{not a queue message".into());
@@ -587,9 +589,25 @@ async fn each_batch_reports_its_outcomes_as_cloudwatch_metrics() {
     let v: Value = serde_json::from_str(&lines[0]).unwrap();
     assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "GreenhouseRelay");
     assert_eq!(v["Function"], "relay-Delivery");
-    let counts: Vec<u64> = ["Delivered", "Retried", "DeadLettered", "Unprocessed"].iter().map(|k| v[k].as_u64().unwrap()).collect();
-    assert_eq!(counts, [1, 1, 1, 1]);
+    let names = ["Delivered", "Retried", "DeadLettered", "Gone", "Unprocessed"];
+    let counts = |v: &Value| names.iter().map(|k| v[k].as_u64().unwrap()).collect::<Vec<_>>();
+    assert_eq!(counts(&v), [1, 1, 0, 1, 1], "the 410 is Gone, not alarmed as DeadLettered");
     assert!(!lines[0].contains(SIGNING_KEY) && !lines[0].contains(VENDOR_KEY));
+    // The retried one, handed over again as its last attempt and failing: DeadLettered.
+    let retried = events_of(&api, id).await.into_iter().find(|e| e["status"] == "pending").unwrap();
+    let mut last = retry_event.records.into_iter()
+        .find(|r| QueueMessage::decode(r.body.as_deref().unwrap()).unwrap().event_id == retried["eventId"].as_str().unwrap())
+        .unwrap();
+    last.attributes.insert("ApproximateReceiveCount".into(), "8".into());
+    rx.script.lock().unwrap().push(500);
+    let sink = lines_after.clone();
+    let metrics = relay_aws::metrics::Metrics::to("relay-Delivery", move |line| sink.lock().unwrap().push(line));
+    let mut batch = aws_lambda_events::event::sqs::SqsEvent::default();
+    batch.records = vec![last];
+    let response = delivery(&aws).with_metrics(metrics).handle_batch(batch).await;
+    assert!(response.batch_item_failures.is_empty());
+    let v: Value = serde_json::from_str(&lines_after.lock().unwrap()[0]).unwrap();
+    assert_eq!(counts(&v), [0, 0, 1, 0, 0]);
 }
 
 /// GETs a page of the events list through the router: its event ids and its `next` link.
