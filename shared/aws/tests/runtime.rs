@@ -559,8 +559,9 @@ async fn a_delivered_notification_expires_after_the_retention_and_a_redelivered_
     assert_eq!(rx.got.lock().unwrap().len(), 4);
 }
 
-/// One EMF line per batch: what was delivered, retried, dead-lettered (a 410 here, which never
-/// reaches the SQS dead-letter queue) and left unprocessed (an unreadable message).
+/// One EMF line per batch: what was delivered, retried, gone (a 410), dead-lettered (the last
+/// attempt failed; neither reaches the SQS dead-letter queue) and left unprocessed (an
+/// unreadable message).
 #[tokio::test]
 async fn each_batch_reports_its_outcomes_as_cloudwatch_metrics() {
     let aws = provision().await;
@@ -574,7 +575,6 @@ async fn each_batch_reports_its_outcomes_as_cloudwatch_metrics() {
     let mut event = aws.receive_event().await;
     assert_eq!(event.records.len(), 3);
     let retry_event = event.clone();
-    let lines_after = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let mut garbage = event.records[0].clone();
     garbage.message_id = Some("not-ours".into());
     garbage.body = Some("{not a queue message".into());
@@ -600,6 +600,7 @@ async fn each_batch_reports_its_outcomes_as_cloudwatch_metrics() {
         .unwrap();
     last.attributes.insert("ApproximateReceiveCount".into(), "8".into());
     rx.script.lock().unwrap().push(500);
+    let lines_after = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let sink = lines_after.clone();
     let metrics = relay_aws::metrics::Metrics::to("relay-Delivery", move |line| sink.lock().unwrap().push(line));
     let mut batch = aws_lambda_events::event::sqs::SqsEvent::default();
