@@ -611,6 +611,8 @@ impl Instances for DynamoStore {
             .key_condition_expression("gsi1pk = :p AND gsi1sk > :after")
             .expression_attribute_values(":p", s("INSTANCES"))
             .expression_attribute_values(":after", s(format!("{:020}", after.unwrap_or(0).max(0))))
+            // Pages of the size asked for: a short page (deleted ones skipped) reads on.
+            .limit(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
             .into_paginator()
             .items()
             .send();
