@@ -249,41 +249,39 @@ impl<'a> Scanner<'a> {
         depth: usize,
         mut member: impl FnMut(&mut Self, Str<'a>, usize) -> Result<()>,
     ) -> Result<()> {
-        if self.peek() != Some(b'{') {
-            return self.fail("`{`");
-        }
-        let inner = self.enter(depth)?;
-        if self.peek() == Some(b'}') {
-            self.i += 1;
-            return Ok(());
-        }
-        loop {
-            let key = self.key()?;
-            member(self, key, inner)?;
-            if self.close(b'}')? {
-                return Ok(());
-            }
-        }
+        self.container(b'{', b'}', depth, |s, inner| {
+            let key = s.key()?;
+            member(s, key, inner)
+        })
     }
 
     /// An array (the next value must be one), calling `element` at each element.
     #[inline]
-    pub fn array(
+    pub fn array(&mut self, depth: usize, element: impl FnMut(&mut Self, usize) -> Result<()>) -> Result<()> {
+        self.container(b'[', b']', depth, element)
+    }
+
+    /// An object or an array between `open` and `close`, calling `item` at each member or
+    /// element with the depth inside.
+    #[inline(always)]
+    fn container(
         &mut self,
+        open: u8,
+        close: u8,
         depth: usize,
-        mut element: impl FnMut(&mut Self, usize) -> Result<()>,
+        mut item: impl FnMut(&mut Self, usize) -> Result<()>,
     ) -> Result<()> {
-        if self.peek() != Some(b'[') {
-            return self.fail("`[`");
+        if self.peek() != Some(open) {
+            return self.fail(if open == b'{' { "`{`" } else { "`[`" });
         }
         let inner = self.enter(depth)?;
-        if self.peek() == Some(b']') {
+        if self.peek() == Some(close) {
             self.i += 1;
             return Ok(());
         }
         loop {
-            element(self, inner)?;
-            if self.close(b']')? {
+            item(self, inner)?;
+            if self.close(close)? {
                 return Ok(());
             }
         }
