@@ -64,7 +64,6 @@ impl<'a> Str<'a> {
 
 pub struct Scanner<'a> {
     text: &'a str,
-    b: &'a [u8],
     i: usize,
     max_depth: usize,
     error: Option<ScanError>,
@@ -101,7 +100,12 @@ fn hex(b: u8) -> Option<u16> {
 impl<'a> Scanner<'a> {
     /// A scanner over `text` that refuses containers nested deeper than `max_depth`.
     pub fn new(text: &'a str, max_depth: usize) -> Self {
-        Scanner { text, b: text.as_bytes(), i: 0, max_depth, error: None }
+        Scanner { text, i: 0, max_depth, error: None }
+    }
+
+    #[inline(always)]
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
     }
 
     pub fn offset(&self) -> usize {
@@ -110,7 +114,7 @@ impl<'a> Scanner<'a> {
 
     /// Goes back (or on) to `offset`, to read again what was scanned there.
     pub fn seek(&mut self, offset: usize) {
-        self.i = offset.min(self.b.len());
+        self.i = offset.min(self.bytes().len());
     }
 
     /// Why the scanner stopped, after a [`Fail`].
@@ -127,7 +131,7 @@ impl<'a> Scanner<'a> {
 
     #[inline(always)]
     fn at(&self) -> Option<u8> {
-        self.b.get(self.i).copied()
+        self.bytes().get(self.i).copied()
     }
 
     /// Skips whitespace. Between tokens there is usually none (compact JSON) or a newline and
@@ -141,7 +145,7 @@ impl<'a> Scanner<'a> {
 
     fn ws_run(&mut self) {
         const SPACES: u64 = ONES * b' ' as u64;
-        let b = self.b;
+        let b = self.bytes();
         let mut i = self.i;
         loop {
             // Spaces 8 at a time: the lowest byte that differs is the first that is not one.
@@ -222,7 +226,7 @@ impl<'a> Scanner<'a> {
     }
 
     fn literal(&mut self, word: &'static str) -> Result<()> {
-        if self.b[self.i..].starts_with(word.as_bytes()) {
+        if self.bytes()[self.i..].starts_with(word.as_bytes()) {
             self.i += word.len();
             Ok(())
         } else {
@@ -300,7 +304,7 @@ impl<'a> Scanner<'a> {
     #[inline(always)]
     fn string_here(&mut self) -> Result<Str<'a>> {
         let start = self.i;
-        let b = self.b;
+        let b = self.bytes();
         let mut i = start + 1;
         let mut escaped = false;
         loop {
@@ -339,13 +343,13 @@ impl<'a> Scanner<'a> {
     /// The escape at `self.i` (a backslash); returns the offset after it.
     fn escape(&mut self) -> Result<usize> {
         let i = self.i;
-        match self.b.get(i + 1) {
+        match self.bytes().get(i + 1) {
             Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(i + 2),
             Some(b'u') => {
                 let unit = self.hex4(i + 2)?;
                 match unit {
                     0xD800..=0xDBFF => {
-                        if self.b.get(i + 6) != Some(&b'\\') || self.b.get(i + 7) != Some(&b'u') {
+                        if self.bytes().get(i + 6) != Some(&b'\\') || self.bytes().get(i + 7) != Some(&b'u') {
                             self.i = i + 6;
                             return self.fail("the low surrogate of a pair");
                         }
@@ -368,7 +372,7 @@ impl<'a> Scanner<'a> {
     fn hex4(&mut self, at: usize) -> Result<u16> {
         let mut v = 0u16;
         for k in 0..4 {
-            match self.b.get(at + k).copied().and_then(hex) {
+            match self.bytes().get(at + k).copied().and_then(hex) {
                 Some(d) => v = v << 4 | d,
                 None => {
                     self.i = at + k;
@@ -386,7 +390,7 @@ impl<'a> Scanner<'a> {
     }
 
     fn number_here(&mut self) -> Result<&'a str> {
-        let b = self.b;
+        let b = self.bytes();
         let start = self.i;
         let mut i = start;
         let digits = |i: &mut usize| {

@@ -244,7 +244,7 @@ pub struct InstancePage {
 
 /// `GET /instances?pageSize=N&nextPage=<token>` (Cloud Elements' paging): the token is the
 /// `Elements-Next-Page-Token` of the previous page.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct InstanceQuery {
     pub page_size: Option<usize>,
     pub after: Option<i64>,
