@@ -29,7 +29,9 @@ fuzz_target!(|body: &[u8]| {
             assert!(v["payload"].is_object());
         }
         (Ok(_), Err(e)) => panic!("accepted what Value refuses ({e}): {text:?}"),
-        (Err(WebhookError::NotJson(m)), Ok(v)) => panic!("NotJson ({m}) for valid JSON of depth {}: {text:?}", depth(v)),
+        (Err(WebhookError::NotJson(m)), Ok(v)) => {
+            panic!("NotJson ({m}) for valid JSON of depth {}: {text:?}", depth(v))
+        }
         (Err(WebhookError::TooDeep), Ok(v)) => assert!(depth(v) > MAX_DEPTH, "{text:?}"),
         _ => {}
     }

@@ -4,5 +4,6 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::run(service_fn(|_: LambdaEvent<SqsEvent>| async { Ok::<_, Error>(SqsBatchResponse::default()) })).await
+    lambda_runtime::run(service_fn(|_: LambdaEvent<SqsEvent>| async { Ok::<_, Error>(SqsBatchResponse::default()) }))
+        .await
 }

@@ -30,7 +30,12 @@ fn sign(body: &[u8]) -> String {
 }
 
 /// Sends `rate`/s for `seconds` to `url`; returns (send instant, response instant, eventId).
-async fn drive(client: &reqwest::Client, url: &str, rate: u64, seconds: u64) -> Vec<(Instant, Option<Instant>, String)> {
+async fn drive(
+    client: &reqwest::Client,
+    url: &str,
+    rate: u64,
+    seconds: u64,
+) -> Vec<(Instant, Option<Instant>, String)> {
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut tasks = vec![];
@@ -51,7 +56,10 @@ async fn drive(client: &reqwest::Client, url: &str, rate: u64, seconds: u64) -> 
                 Ok(r) if r.status() == 200 => {
                     let bytes = r.bytes().await.unwrap_or_default();
                     let done = Instant::now();
-                    let id = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["eventId"].as_str().map(str::to_owned)).unwrap_or_default();
+                    let id = serde_json::from_slice::<Value>(&bytes)
+                        .ok()
+                        .and_then(|v| v["eventId"].as_str().map(str::to_owned))
+                        .unwrap_or_default();
                     (sent, Some(done), id)
                 }
                 _ => (sent, None, String::new()),
@@ -85,7 +93,12 @@ async fn main() {
                     let arrivals = arrivals.clone();
                     async move {
                         let at = Instant::now();
-                        let id = req.headers().get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                        let id = req
+                            .headers()
+                            .get("webhook-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
                         let _ = req.into_body().collect().await;
                         arrivals.lock().unwrap().insert(id, at);
                         Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::new())))
@@ -125,16 +138,23 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let got = arrivals.lock().unwrap().clone();
-    let mut e2e: Vec<f64> = accepted.iter().filter_map(|(s, _, id)| got.get(id).map(|a| (*a - *s).as_secs_f64() * 1000.0)).collect();
+    let mut e2e: Vec<f64> =
+        accepted.iter().filter_map(|(s, _, id)| got.get(id).map(|a| (*a - *s).as_secs_f64() * 1000.0)).collect();
     let mut ingest: Vec<f64> = accepted.iter().map(|(s, d, _)| (d.unwrap() - *s).as_secs_f64() * 1000.0).collect();
 
     let bare_sent = drive(&client, &format!("{bare}/events"), rate, seconds).await;
-    let mut bare_rt: Vec<f64> = bare_sent.iter().filter_map(|(s, d, _)| d.map(|d| (d - *s).as_secs_f64() * 1000.0)).collect();
+    let mut bare_rt: Vec<f64> =
+        bare_sent.iter().filter_map(|(s, d, _)| d.map(|d| (d - *s).as_secs_f64() * 1000.0)).collect();
 
     let (e50, e99) = (percentile(&mut e2e, 0.5), percentile(&mut e2e, 0.99));
     let (i50, i99) = (percentile(&mut ingest, 0.5), percentile(&mut ingest, 0.99));
     let (b50, b99) = (percentile(&mut bare_rt, 0.5), percentile(&mut bare_rt, 0.99));
-    println!("e2e_load rate={rate}/s seconds={seconds} sent={} accepted={} delivered={}", sent.len(), accepted.len(), e2e.len());
+    println!(
+        "e2e_load rate={rate}/s seconds={seconds} sent={} accepted={} delivered={}",
+        sent.len(),
+        accepted.len(),
+        e2e.len()
+    );
     println!("E2E    sent->received   p50 {e50:.2} ms  p99 {e99:.2} ms   (target p99 < 100 ms)");
     println!("INGEST sent->200        p50 {i50:.2} ms  p99 {i99:.2} ms");
     println!("BARE   round trip       p50 {b50:.2} ms  p99 {b99:.2} ms   (baseline, same schedule)");

@@ -100,7 +100,8 @@ pub async fn start(config: Config) -> Result<Running, String> {
     if config.admin_user_secret.is_empty() || config.admin_org_secret.is_empty() {
         return Err("ADMIN_USER_SECRET and ADMIN_ORG_SECRET must both be set".into());
     }
-    let store = SqliteStore::open(&config.database_path).map_err(|e| format!("database {}: {e}", config.database_path.display()))?;
+    let store = SqliteStore::open(&config.database_path)
+        .map_err(|e| format!("database {}: {e}", config.database_path.display()))?;
     let callback = HttpCallback::new(config.policy.clone(), config.attempt_timeout)?;
     callback.warm()?;
     let callback = Arc::new(callback);
@@ -154,7 +155,9 @@ async fn handle(State(api): State<Arc<Api>>, req: Request<Body>) -> Response<Bod
             if too_large {
                 return ApiError::TooLarge.into_response(&request_id).map(Body::from);
             }
-            return ApiError::BadRequest(format!("could not read the request body: {e}")).into_response(&request_id).map(Body::from);
+            return ApiError::BadRequest(format!("could not read the request body: {e}"))
+                .into_response(&request_id)
+                .map(Body::from);
         }
     };
     api.handle(Request::from_parts(parts, bytes), &request_id).await.map(Body::from)

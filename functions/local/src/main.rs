@@ -87,7 +87,8 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn serve(args: Serve) -> Result<(), String> {
-    let allow = NetworkPolicy::parse_allow_list(&args.callback_allow_nets).map_err(|e| format!("CALLBACK_ALLOW_NETS: {e}"))?;
+    let allow =
+        NetworkPolicy::parse_allow_list(&args.callback_allow_nets).map_err(|e| format!("CALLBACK_ALLOW_NETS: {e}"))?;
     let mut config = Config::local(args.database_path, args.admin_user_secret, args.admin_org_secret);
     config.listen_addr = args.listen_addr;
     config.public_base_url = args.public_base_url;

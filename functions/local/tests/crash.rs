@@ -51,7 +51,8 @@ async fn kill_9_under_load_loses_no_accepted_webhook() {
     let body = json!({"element": {"key": "greenhouse"}, "name": "crash", "configuration": {
         "event.notification.callback.url": rx.url(), "event.notification.signature.key": SIGNING_KEY,
         "event.vendor.signature.key": VENDOR_KEY}});
-    let resp = http.post(format!("{base}/instances")).header("authorization", admin()).json_body(&body).send().await.unwrap();
+    let resp =
+        http.post(format!("{base}/instances")).header("authorization", admin()).json_body(&body).send().await.unwrap();
     let inst: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
     let id = inst["id"].as_i64().unwrap();
 
@@ -123,7 +124,12 @@ async fn kill_9_under_load_loses_no_accepted_webhook() {
             assert_eq!(prev, r.body);
         }
     }
-    println!("accepted {} before kill -9, received {} notifications ({} distinct)", accepted.len(), received.len(), by_id.len());
+    println!(
+        "accepted {} before kill -9, received {} notifications ({} distinct)",
+        accepted.len(),
+        received.len(),
+        by_id.len()
+    );
 }
 
 trait JsonBodyExt {
@@ -148,7 +154,8 @@ async fn sigterm_finishes_the_delivery_in_flight() {
     wait_ready(&http, &base).await;
     let body = json!({"element": {"key": "greenhouse"}, "name": "term", "configuration": {
         "event.notification.callback.url": rx.url(), "event.vendor.signature.key": VENDOR_KEY}});
-    let resp = http.post(format!("{base}/instances")).header("authorization", admin()).json_body(&body).send().await.unwrap();
+    let resp =
+        http.post(format!("{base}/instances")).header("authorization", admin()).json_body(&body).send().await.unwrap();
     let inst: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
     let id = inst["id"].as_i64().unwrap();
     let hook = br#"{"action":"job_created","payload":{"job":{"id":1}}}"#;
@@ -177,7 +184,15 @@ async fn sigterm_finishes_the_delivery_in_flight() {
     let mut child = spawn(dir.path(), port);
     wait_ready(&http, &base).await;
     let events: Value = serde_json::from_slice(
-        &http.get(format!("{base}/instances/{id}/events")).header("authorization", admin()).send().await.unwrap().bytes().await.unwrap(),
+        &http
+            .get(format!("{base}/instances/{id}/events"))
+            .header("authorization", admin())
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
     )
     .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -56,8 +56,12 @@ async fn a_fixture_is_delivered_once_signed_with_both_schemes() {
     let sent = rx.wait_for(2, WAIT).await[1].body.clone();
     let event_id = resp["eventId"].as_str().unwrap();
     server.wait_status(id_of(&inst), event_id, "delivered", WAIT).await;
-    for path in [format!("/instances/{}/events/{event_id}", id_of(&inst)), format!("/instances/{}/events?limit=1", id_of(&inst))] {
-        let shown = server.http.get(format!("{}{path}", server.base)).header("authorization", admin()).send().await.unwrap();
+    for path in [
+        format!("/instances/{}/events/{event_id}", id_of(&inst)),
+        format!("/instances/{}/events?limit=1", id_of(&inst)),
+    ] {
+        let shown =
+            server.http.get(format!("{}{path}", server.base)).header("authorization", admin()).send().await.unwrap();
         let shown = shown.bytes().await.unwrap();
         assert!(shown.windows(sent.len()).any(|w| w == sent.as_slice()), "{path}: {}", String::from_utf8_lossy(&shown));
     }
@@ -118,7 +122,10 @@ async fn a_failing_receiver_gets_retries_until_it_answers_2xx() {
 async fn a_429_waits_at_least_the_floor_and_honours_retry_after() {
     let dir = tmp();
     let rx = Receiver::start().await;
-    rx.script([Reply { retry_after: Some("100".into()), ..Reply::status(429) }, Reply { retry_after: Some("1".into()), ..Reply::status(503) }]);
+    rx.script([
+        Reply { retry_after: Some("100".into()), ..Reply::status(429) },
+        Reply { retry_after: Some("1".into()), ..Reply::status(503) },
+    ]);
     let server = Server::start(config(dir.path(), 0.001)).await;
     let inst = server.create_instance(&rx.url(), json!({})).await;
     let (_, r) = server.webhook(id_of(&inst), &fixture("job_created.json"), VENDOR_KEY, Some("ra")).await;
@@ -150,7 +157,8 @@ async fn a_410_dead_letters_at_once_and_redelivery_starts_a_new_series() {
     assert_eq!(server.events(id, "?status=failed").await.len(), 1);
     assert_eq!(server.events(id, "?status=delivered").await.len(), 0);
 
-    let (status, body) = server.call("POST", &format!("/instances/{id}/events/{event_id}/redeliver"), Some(&admin()), None).await;
+    let (status, body) =
+        server.call("POST", &format!("/instances/{id}/events/{event_id}/redeliver"), Some(&admin()), None).await;
     assert_eq!(status, 200, "{body}");
     let e = server.wait_status(id, &event_id, "delivered", WAIT).await;
     let series: Vec<Value> = e["attempts"].as_array().unwrap().iter().map(|a| a["series"].clone()).collect();
@@ -166,7 +174,8 @@ async fn a_410_dead_letters_at_once_and_redelivery_starts_a_new_series() {
     assert_eq!(one["attempts"].as_array().unwrap().len(), 2);
     assert_eq!(one["notification"], serde_json::from_slice::<Value>(&got[1].body).unwrap());
     // Unknown event ids are 404.
-    let (status, _) = server.call("POST", &format!("/instances/{id}/events/nope/redeliver"), Some(&admin()), None).await;
+    let (status, _) =
+        server.call("POST", &format!("/instances/{id}/events/nope/redeliver"), Some(&admin()), None).await;
     assert_eq!(status, 404);
     let (status, body) = server.call("GET", &format!("/instances/{id}/events/nope"), Some(&admin()), None).await;
     assert_eq!(status, 404, "{body}");
@@ -212,15 +221,20 @@ async fn after_the_last_attempt_it_is_dead_lettered_and_bulk_redelivery_brings_i
     assert_eq!(e["deadLetterReason"], "all attempts failed");
     assert!(e["notification"]["message"]["raw"].is_object(), "the dead letter keeps its notification");
     let since = "2000-01-01T00:00:00Z";
-    let (status, body) = server.call("POST", &format!("/instances/{id}/events/redeliver?status=failed&since={since}"), Some(&admin()), None).await;
+    let (status, body) = server
+        .call("POST", &format!("/instances/{id}/events/redeliver?status=failed&since={since}"), Some(&admin()), None)
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["redelivered"], 1);
     server.wait_status(id, &event_id, "delivered", WAIT).await;
     assert_eq!(rx.received().len(), 9);
     // A `since` in the future selects nothing; a bad one is a 400 naming the parameter.
-    let (_, body) = server.call("POST", &format!("/instances/{id}/events/redeliver?since=2999-01-01T00:00:00Z"), Some(&admin()), None).await;
+    let (_, body) = server
+        .call("POST", &format!("/instances/{id}/events/redeliver?since=2999-01-01T00:00:00Z"), Some(&admin()), None)
+        .await;
     assert_eq!(body["redelivered"], 0);
-    let (status, body) = server.call("POST", &format!("/instances/{id}/events/redeliver?since=yesterday"), Some(&admin()), None).await;
+    let (status, body) =
+        server.call("POST", &format!("/instances/{id}/events/redeliver?since=yesterday"), Some(&admin()), None).await;
     assert_eq!(status, 400);
     assert!(body["message"].as_str().unwrap().contains("since"));
     server.stop().await;
@@ -248,7 +262,8 @@ async fn bulk_redelivery_takes_at_most_limit_and_says_when_more_match() {
     // The redelivered ones are no longer failed: the next call takes the rest.
     let (_, again) = server.call("POST", &bulk, Some(&admin()), None).await;
     assert_eq!((&again["redelivered"], &again["more"]), (&json!(1), &json!(false)), "{again}");
-    let mut all: Vec<Value> = body["eventIds"].as_array().unwrap().iter().chain(again["eventIds"].as_array().unwrap()).cloned().collect();
+    let mut all: Vec<Value> =
+        body["eventIds"].as_array().unwrap().iter().chain(again["eventIds"].as_array().unwrap()).cloned().collect();
     all.sort_by_key(|v| v.as_str().unwrap().to_owned());
     let mut expected: Vec<Value> = ids.iter().map(|e| json!(e)).collect();
     expected.sort_by_key(|v| v.as_str().unwrap().to_owned());
@@ -303,7 +318,8 @@ async fn bad_input_gets_a_json_error_and_changes_nothing() {
     let inst = server.create_instance(&rx.url(), json!({})).await;
     let id = id_of(&inst);
     let good = fixture("job_created.json");
-    let big = format!(r#"{{"action":"job_created","payload":{{"job":{{"id":1,"notes":"{}"}}}}}}"#, "a".repeat(1024 * 1024));
+    let big =
+        format!(r#"{{"action":"job_created","payload":{{"job":{{"id":1,"notes":"{}"}}}}}}"#, "a".repeat(1024 * 1024));
     let deep = format!(r#"{{"action":"x","payload":{}1{}}}"#, "{\"a\":".repeat(10_000), "}".repeat(10_000));
     let cases: Vec<(&str, Vec<u8>, Option<String>, u16)> = vec![
         ("wrong signature", good.clone(), Some(format!("sha256 {}", "0".repeat(64))), 401),
@@ -348,7 +364,12 @@ async fn admin_and_instance_token_authorization() {
     let a = server.create_instance(&rx.url(), json!({})).await;
     let b = server.create_instance(&rx.url(), json!({})).await;
     let token_a = format!("Element {}", a["token"].as_str().unwrap());
-    for (auth, want) in [(None, 401), (Some("User test-user-secret, Organization wrong"), 401), (Some("Organization test-org-secret"), 401), (Some(token_a.as_str()), 401)] {
+    for (auth, want) in [
+        (None, 401),
+        (Some("User test-user-secret, Organization wrong"), 401),
+        (Some("Organization test-org-secret"), 401),
+        (Some(token_a.as_str()), 401),
+    ] {
         let (status, v) = server.call("GET", "/instances", auth, None).await;
         assert_eq!(status, want, "{auth:?}");
         assert!(v["message"].is_string());
@@ -362,7 +383,8 @@ async fn admin_and_instance_token_authorization() {
     let (status, _) = server.call("DELETE", &format!("/instances/{}", a["id"]), Some(&token_a), None).await;
     assert_eq!(status, 401, "a token cannot manage instances");
     // Order and spacing of the admin header parts do not matter.
-    let (status, _) = server.call("GET", "/instances", Some("Organization test-org-secret,User test-user-secret"), None).await;
+    let (status, _) =
+        server.call("GET", "/instances", Some("Organization test-org-secret,User test-user-secret"), None).await;
     assert_eq!(status, 200);
     server.stop().await;
 }
@@ -374,9 +396,14 @@ async fn instances_crud_masks_secrets_and_validates() {
     let server = Server::start(config(dir.path(), 1.0)).await;
     // Generated vendor secret, returned once.
     let (status, created) = server
-        .call("POST", "/instances", Some(&admin()), Some(json!({"element": {"key": "greenhouse"}, "name": "gen", "configuration": {
+        .call(
+            "POST",
+            "/instances",
+            Some(&admin()),
+            Some(json!({"element": {"key": "greenhouse"}, "name": "gen", "configuration": {
             "event.notification.enabled": "true", "event.notification.callback.url": rx.url(),
-            "event.notification.signature.key": SIGNING_KEY, "api.key": "harvest-key", "custom": "kept"}})))
+            "event.notification.signature.key": SIGNING_KEY, "api.key": "harvest-key", "custom": "kept"}})),
+        )
         .await;
     assert_eq!(status, 200, "{created}");
     let secret = created["webhookSecret"].as_str().unwrap().to_owned();
@@ -395,7 +422,10 @@ async fn instances_crud_masks_secrets_and_validates() {
     }
     for shown in [&got, &list] {
         let text = shown.to_string();
-        assert!(!text.contains(&secret) && !text.contains(created["token"].as_str().unwrap()), "secret shown after creation");
+        assert!(
+            !text.contains(&secret) && !text.contains(created["token"].as_str().unwrap()),
+            "secret shown after creation"
+        );
     }
     // The generated secret verifies Greenhouse deliveries.
     let (status, _) = server.webhook(id, &fixture("job_created.json"), &secret, None).await;
@@ -405,10 +435,22 @@ async fn instances_crud_masks_secrets_and_validates() {
     // Validation names the field and changes nothing.
     for (body, field) in [
         (json!({"element": {"key": "bamboohr"}, "name": "x", "configuration": {}}), "element.key"),
-        (json!({"element": {"key": "greenhouse"}, "name": "x", "configuration": {"event.notification.callback.url": "http://169.254.169.254/latest/meta-data"}}), "event.notification.callback.url"),
-        (json!({"element": {"key": "greenhouse"}, "name": "x", "configuration": {"event.notification.callback.url": "https://10.0.0.8/hooks"}}), "event.notification.callback.url"),
-        (json!({"element": {"key": "greenhouse"}, "name": "x", "configuration": {"event.notification.callback.url": "https://192.168.1.10/hooks"}}), "event.notification.callback.url"),
-        (json!({"element": {"key": "greenhouse"}, "name": "x", "configuration": {"event.notification.enabled": "maybe"}}), "event.notification.enabled"),
+        (
+            json!({"element": {"key": "greenhouse"}, "name": "x", "configuration": {"event.notification.callback.url": "http://169.254.169.254/latest/meta-data"}}),
+            "event.notification.callback.url",
+        ),
+        (
+            json!({"element": {"key": "greenhouse"}, "name": "x", "configuration": {"event.notification.callback.url": "https://10.0.0.8/hooks"}}),
+            "event.notification.callback.url",
+        ),
+        (
+            json!({"element": {"key": "greenhouse"}, "name": "x", "configuration": {"event.notification.callback.url": "https://192.168.1.10/hooks"}}),
+            "event.notification.callback.url",
+        ),
+        (
+            json!({"element": {"key": "greenhouse"}, "name": "x", "configuration": {"event.notification.enabled": "maybe"}}),
+            "event.notification.enabled",
+        ),
     ] {
         let (status, v) = server.call("POST", "/instances", Some(&admin()), Some(body)).await;
         assert_eq!(status, 400, "{v}");
@@ -424,7 +466,14 @@ async fn instances_crud_masks_secrets_and_validates() {
     assert_eq!(status, 200, "{patched}");
     assert_eq!(patched["name"], "renamed");
     assert!(patched["configuration"].get("custom").is_none());
-    let (status, v) = server.call("PATCH", &format!("/instances/{id}"), Some(&admin()), Some(json!({"configuration": {"event.notification.callback.url": "ftp://x"}}))).await;
+    let (status, v) = server
+        .call(
+            "PATCH",
+            &format!("/instances/{id}"),
+            Some(&admin()),
+            Some(json!({"configuration": {"event.notification.callback.url": "ftp://x"}})),
+        )
+        .await;
     assert_eq!(status, 400, "{v}");
     let (_, still) = server.call("GET", &format!("/instances/{id}"), Some(&admin()), None).await;
     assert_eq!(still["eventsNotificationCallbackUrl"], rx.url());
@@ -434,7 +483,14 @@ async fn instances_crud_masks_secrets_and_validates() {
     assert_signed(&got[1], SIGNING_KEY);
 
     // Disabled instances and deleted ones refuse deliveries with 404.
-    server.call("PATCH", &format!("/instances/{id}"), Some(&admin()), Some(json!({"configuration": {"event.notification.enabled": false}}))).await;
+    server
+        .call(
+            "PATCH",
+            &format!("/instances/{id}"),
+            Some(&admin()),
+            Some(json!({"configuration": {"event.notification.enabled": false}})),
+        )
+        .await;
     assert_eq!(server.webhook(id, &fixture("job_created.json"), &secret, None).await.0, 404);
     let (status, _) = server.call("DELETE", &format!("/instances/{id}"), Some(&admin()), None).await;
     assert_eq!(status, 200);
@@ -513,7 +569,9 @@ async fn accepted_events_survive_a_restart() {
         ids.push(r["eventId"].as_str().unwrap().to_owned());
     }
     // Redelivering a notification that is still pending is a no-op, not a 404.
-    let (status, v) = server.call("POST", &format!("/instances/{}/events/{}/redeliver", inst["id"], ids[0]), Some(&admin()), None).await;
+    let (status, v) = server
+        .call("POST", &format!("/instances/{}/events/{}/redeliver", inst["id"], ids[0]), Some(&admin()), None)
+        .await;
     assert_eq!(status, 200, "{v}");
     server.stop().await;
     let rx = Receiver::start_on(&format!("127.0.0.1:{port}")).await;
@@ -635,7 +693,8 @@ async fn the_events_list_pages_with_a_next_link_and_stays_under_4_mib() {
     assert_eq!(all, order, "the pages follow the list's order");
     // A cursor that is not one is a 400 naming the parameter.
     for bad in ["x", "12_", "_abc", "-1_abc", "1_a%20b"] {
-        let (status, body) = server.call("GET", &format!("/instances/{id}/events?before={bad}"), Some(&admin()), None).await;
+        let (status, body) =
+            server.call("GET", &format!("/instances/{id}/events?before={bad}"), Some(&admin()), None).await;
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(body["message"].as_str().unwrap().starts_with("before:"), "{body}");
     }
@@ -643,7 +702,10 @@ async fn the_events_list_pages_with_a_next_link_and_stays_under_4_mib() {
     // Five notifications of about 1 MB: the page ends before 4 MiB, with a link to the rest.
     let mut big = vec![];
     for n in 0..5 {
-        let body = format!(r#"{{"action":"job_created","payload":{{"job":{{"id":{n},"notes":"{}"}}}}}}"#, "b".repeat(1_000_000));
+        let body = format!(
+            r#"{{"action":"job_created","payload":{{"job":{{"id":{n},"notes":"{}"}}}}}}"#,
+            "b".repeat(1_000_000)
+        );
         let (status, r) = server.webhook(id, body.as_bytes(), VENDOR_KEY, Some(&format!("big{n}"))).await;
         assert_eq!(status, 200, "{r}");
         big.push(r["eventId"].as_str().unwrap().to_owned());
@@ -672,7 +734,10 @@ async fn the_instances_list_pages_with_cloud_elements_tokens_and_stays_under_4_m
             let resp = req.header("authorization", admin()).send().await.unwrap();
             assert_eq!(resp.status(), 200);
             let token = resp.headers().get("elements-next-page-token").map(|t| t.to_str().unwrap().to_owned());
-            let link = resp.headers().get("link").map(|l| l.to_str().unwrap().trim_start_matches('<').split('>').next().unwrap().to_owned());
+            let link = resp
+                .headers()
+                .get("link")
+                .map(|l| l.to_str().unwrap().trim_start_matches('<').split('>').next().unwrap().to_owned());
             assert_eq!(token.is_some(), link.is_some());
             let bytes = resp.bytes().await.unwrap();
             let ids: Vec<i64> = serde_json::from_slice::<Vec<Value>>(&bytes).unwrap().iter().map(id_of).collect();
@@ -700,7 +765,13 @@ async fn the_instances_list_pages_with_cloud_elements_tokens_and_stays_under_4_m
     let (all, token, _, _) = get("/instances".into()).await;
     assert_eq!((all, token), (live.clone(), None));
     // Parameters that are not ones are a 400 naming them.
-    for (query, name) in [("pageSize=0", "pageSize:"), ("pageSize=501", "pageSize:"), ("pageSize=x", "pageSize:"), ("nextPage=abc", "nextPage:"), ("nextPage=-3", "nextPage:")] {
+    for (query, name) in [
+        ("pageSize=0", "pageSize:"),
+        ("pageSize=501", "pageSize:"),
+        ("pageSize=x", "pageSize:"),
+        ("nextPage=abc", "nextPage:"),
+        ("nextPage=-3", "nextPage:"),
+    ] {
         let (status, body) = server.call("GET", &format!("/instances?{query}"), Some(&admin()), None).await;
         assert_eq!(status, 400, "{query}: {body}");
         assert!(body["message"].as_str().unwrap().starts_with(name), "{body}");

@@ -9,10 +9,7 @@ fn main() {
     let t0 = Instant::now();
     let mode = std::env::args().nth(1).unwrap_or_else(|| "lambda".into());
     let step = |label: &str| eprintln!("{:>8.3} ms  {label}", t0.elapsed().as_secs_f64() * 1000.0);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     step("tokio runtime");
     rt.block_on(async {
         relay_aws::lambda::init_tracing();
@@ -31,8 +28,7 @@ fn main() {
         step("dynamodb Client::new");
         let sqs = aws_sdk_sqs::Client::new(&conf);
         step("sqs Client::new");
-        let cb =
-            relay_callback::HttpCallback::new(env.policy.clone(), env.attempt_timeout).unwrap();
+        let cb = relay_callback::HttpCallback::new(env.policy.clone(), env.attempt_timeout).unwrap();
         step("HttpCallback::new");
         std::hint::black_box((dynamo, sqs, cb));
     });

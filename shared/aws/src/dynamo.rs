@@ -139,7 +139,13 @@ pub struct DynamoStore {
 
 impl DynamoStore {
     pub fn new(dynamo: Dynamo, table: impl Into<String>, queue: Queue) -> Self {
-        DynamoStore { dynamo, table: table.into(), queue, clock: std::sync::Arc::new(SystemClock), retention: DEFAULT_RETENTION }
+        DynamoStore {
+            dynamo,
+            table: table.into(),
+            queue,
+            clock: std::sync::Arc::new(SystemClock),
+            retention: DEFAULT_RETENTION,
+        }
     }
 
     /// How long delivered notifications are kept (default `DEFAULT_RETENTION`).
@@ -154,9 +160,11 @@ impl DynamoStore {
 
     fn instance_from_item(item: &Item) -> Result<Instance, StoreError> {
         let id = get_n::<i64>(item, "instance_id").ok_or_else(|| corrupt("instance_id"))?;
-        let tags = serde_json::from_str(&get_s(item, "tags").unwrap_or_else(|| "[]".into())).map_err(|_| corrupt("tags"))?;
-        let configuration = serde_json::from_str(&get_s(item, "configuration").ok_or_else(|| corrupt("configuration"))?)
-            .map_err(|_| corrupt("configuration"))?;
+        let tags =
+            serde_json::from_str(&get_s(item, "tags").unwrap_or_else(|| "[]".into())).map_err(|_| corrupt("tags"))?;
+        let configuration =
+            serde_json::from_str(&get_s(item, "configuration").ok_or_else(|| corrupt("configuration"))?)
+                .map_err(|_| corrupt("configuration"))?;
         let (configuration, settings) = instance::normalize(configuration).map_err(|e| corrupt(&e.to_string()))?;
         Ok(Instance {
             id,
@@ -202,7 +210,9 @@ impl DynamoStore {
         let chunks = self.items_under(event_id, &format!("BODY#{body_ref}#"), None, true).await?;
         let mut body = Vec::with_capacity(parts * BODY_CHUNK);
         for chunk in &chunks {
-            body.extend_from_slice(chunk.get("data").and_then(|d| d.as_b().ok()).ok_or_else(|| corrupt("body chunk"))?.as_ref());
+            body.extend_from_slice(
+                chunk.get("data").and_then(|d| d.as_b().ok()).ok_or_else(|| corrupt("body chunk"))?.as_ref(),
+            );
         }
         let found = chunks.len();
         if found != parts {
@@ -259,7 +269,13 @@ impl DynamoStore {
 
     /// The items of a notification whose sort key starts with `prefix` (its attempts, its
     /// chunks), in key order.
-    async fn items_under(&self, event_id: &str, prefix: &str, projection: Option<&str>, consistent: bool) -> Result<Vec<Item>, StoreError> {
+    async fn items_under(
+        &self,
+        event_id: &str,
+        prefix: &str,
+        projection: Option<&str>,
+        consistent: bool,
+    ) -> Result<Vec<Item>, StoreError> {
         let mut pages = self
             .dynamo
             .query()
@@ -319,7 +335,13 @@ impl DynamoStore {
                     .consistent_read(true)
                     .build()
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                let got = self.dynamo.batch_get_item().request_items(&self.table, request).send().await.map_err(unavailable)?;
+                let got = self
+                    .dynamo
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
                 for item in got.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
                     if let Some(id) = get_s(&item, "event_id") {
                         out.insert(id, item);
@@ -333,7 +355,12 @@ impl DynamoStore {
 
     /// The sort keys of a notification's attempts.
     async fn attempt_sks(&self, event_id: &str) -> Result<Vec<String>, StoreError> {
-        Ok(self.items_under(event_id, "ATTEMPT#", Some("sk"), false).await?.iter().filter_map(|i| get_s(i, "sk")).collect())
+        Ok(self
+            .items_under(event_id, "ATTEMPT#", Some("sk"), false)
+            .await?
+            .iter()
+            .filter_map(|i| get_s(i, "sk"))
+            .collect())
     }
 
     /// Sets (`Some`, epoch seconds) or removes (`None`) the TTL of items of a notification, by
@@ -392,13 +419,22 @@ impl DynamoStore {
     }
 
     /// An `UpdateItem` of a notification's row (`EVENT#<id>` / `EVENT`).
-    fn update_event(&self, event_id: &str) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+    fn update_event(
+        &self,
+        event_id: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
         self.dynamo.update_item().table_name(&self.table).key("pk", event_pk(event_id)).key("sk", s("EVENT"))
     }
 
     /// A new series for one notification and its message; `None` when it is not this
     /// instance's or is pending (and not overdue).
-    async fn redeliver_event(&self, instance_id: i64, id: &str, only: Option<EventStatus>, now_ms: i64) -> Result<Option<String>, StoreError> {
+    async fn redeliver_event(
+        &self,
+        instance_id: i64,
+        id: &str,
+        only: Option<EventStatus>,
+        now_ms: i64,
+    ) -> Result<Option<String>, StoreError> {
         let Some(item) = self.start_series(id, now_ms, None, Some((instance_id, only))).await? else { return Ok(None) };
         let series = get_n(&item, "series").unwrap_or(0);
         let message = match item.get("body").and_then(|b| b.as_b().ok()) {
@@ -531,7 +567,11 @@ impl DynamoStore {
             // With `only`, the row must still have the status it was listed under.
             let condition = "instance_id = :inst AND (#st <> :pending OR next_attempt_at < :stale)";
             req = req
-                .condition_expression(if only.is_some() { format!("{condition} AND #st = :only") } else { condition.to_owned() })
+                .condition_expression(if only.is_some() {
+                    format!("{condition} AND #st = :only")
+                } else {
+                    condition.to_owned()
+                })
                 .expression_attribute_values(":inst", n(instance_id))
                 .expression_attribute_values(":stale", n(now_ms - STALE_PENDING.as_millis() as i64));
             if let Some(status) = only {
@@ -594,7 +634,16 @@ impl Instances for DynamoStore {
 
     async fn get(&self, id: i64) -> Result<Option<Instance>, StoreError> {
         let (pk, sk) = instance_key(id);
-        let out = self.dynamo.get_item().table_name(&self.table).key("pk", pk).key("sk", sk).consistent_read(true).send().await.map_err(unavailable)?;
+        let out = self
+            .dynamo
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", pk)
+            .key("sk", sk)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
         match out.item {
             Some(item) if !item.contains_key("deleted_at") => Ok(Some(Self::instance_from_item(&item)?)),
             _ => Ok(None),
@@ -708,16 +757,22 @@ impl Events for DynamoStore {
             .map_err(unavailable)?
             .item;
         if let Some(item) = earlier
-            && get_n::<i64>(&item, "expires_at_ms").unwrap_or(0) > a.accepted_at_ms {
-                return Ok(AcceptOutcome::Duplicate { event_id: get_s(&item, "event_id").unwrap_or_default() });
-            }
+            && get_n::<i64>(&item, "expires_at_ms").unwrap_or(0) > a.accepted_at_ms
+        {
+            return Ok(AcceptOutcome::Duplicate { event_id: get_s(&item, "event_id").unwrap_or_default() });
+        }
         let mut messages = vec![];
         for note in &a.notifications {
             let item = self
                 .start_series(&note.event_id, a.accepted_at_ms, Some((&a, note.part, &note.body)), None)
                 .await?
                 .ok_or_else(|| corrupt("event update returned nothing"))?;
-            messages.push(QueueMessage::of(&note.event_id, a.instance_id, get_n(&item, "series").unwrap_or(0), &note.body));
+            messages.push(QueueMessage::of(
+                &note.event_id,
+                a.instance_id,
+                get_n(&item, "series").unwrap_or(0),
+                &note.body,
+            ));
         }
         if let Err(e) = self.queue.send(&messages).await {
             self.not_queued(&messages, a.accepted_at_ms, &e).await;
@@ -799,7 +854,10 @@ impl Events for DynamoStore {
                 .filter_map(|i| get_s(i, "pk").and_then(|pk| pk.strip_prefix("EVENT#").map(str::to_owned)))
                 .collect();
             if q.ids_only {
-                return Ok(ids.into_iter().map(|event_id| EventRecord::listed(event_id, instance_id, status)).collect());
+                return Ok(ids
+                    .into_iter()
+                    .map(|event_id| EventRecord::listed(event_id, instance_id, status))
+                    .collect());
             }
             // The index lags the table by a moment: a row that has just changed status is left
             // out here (it is listed under its new one). Read 50 at a time, to stop at
@@ -916,7 +974,13 @@ impl Events for DynamoStore {
     /// round trips of UpdateItem + SendMessageBatch instead of 500 (the function has 10 s). Each
     /// one runs to its end (none is cut between its row and its message); then the first error,
     /// if any, is returned.
-    async fn redeliver(&self, instance_id: i64, event_ids: &[String], only: Option<EventStatus>, now_ms: i64) -> Result<Vec<String>, StoreError> {
+    async fn redeliver(
+        &self,
+        instance_id: i64,
+        event_ids: &[String],
+        only: Option<EventStatus>,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
         let each: Vec<_> = event_ids.iter().map(|id| self.redeliver_event(instance_id, id, only, now_ms)).collect();
         let results: Vec<Result<Option<String>, StoreError>> =
             futures_util::stream::iter(each).buffered(MANAGEMENT_CONCURRENCY).collect().await;
@@ -949,9 +1013,10 @@ impl<I: Instances> Instances for CachedInstances<I> {
     }
     async fn get(&self, id: i64) -> Result<Option<Instance>, StoreError> {
         if let Some((at, i)) = self.cache.read().await.get(&id)
-            && at.elapsed() < self.ttl {
-                return Ok(i.clone());
-            }
+            && at.elapsed() < self.ttl
+        {
+            return Ok(i.clone());
+        }
         let fresh = self.inner.get(id).await?;
         self.cache.write().await.insert(id, (Instant::now(), fresh.clone()));
         Ok(fresh)

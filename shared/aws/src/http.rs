@@ -19,8 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
-    SharedHttpConnector,
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
 };
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_runtime_api::client::result::ConnectorError;
@@ -56,9 +55,7 @@ impl fmt::Debug for SdkHttpClient {
 impl SdkHttpClient {
     /// Mozilla's roots plus `extra` (DER).
     pub fn with_extra_roots(extra: Vec<CertificateDer<'static>>) -> Result<Self, rustls::Error> {
-        let mut roots = RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
+        let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
         for cert in extra {
             roots.add(cert)?;
         }
@@ -67,10 +64,7 @@ impl SdkHttpClient {
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        Ok(SdkHttpClient {
-            tls: Arc::new(tls),
-            connectors: Arc::default(),
-        })
+        Ok(SdkHttpClient { tls: Arc::new(tls), connectors: Arc::default() })
     }
 
     /// Mozilla's roots, plus the PEM certificates of the file `AWS_CA_BUNDLE` names, if set.
@@ -78,9 +72,7 @@ impl SdkHttpClient {
         let mut extra = vec![];
         if let Some(path) = std::env::var_os("AWS_CA_BUNDLE").filter(|p| !p.is_empty()) {
             let shown = path.to_string_lossy().into_owned();
-            for cert in CertificateDer::pem_file_iter(&path)
-                .map_err(|e| format!("AWS_CA_BUNDLE {shown}: {e}"))?
-            {
+            for cert in CertificateDer::pem_file_iter(&path).map_err(|e| format!("AWS_CA_BUNDLE {shown}: {e}"))? {
                 extra.push(cert.map_err(|e| format!("AWS_CA_BUNDLE {shown}: {e}"))?);
             }
         }
@@ -101,22 +93,13 @@ impl SdkHttpClient {
             .https_or_http()
             .enable_http1()
             .wrap_connector(tcp);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .build(https);
-        Connector {
-            client,
-            read_timeout: settings.read_timeout(),
-        }
+        let client = Client::builder(TokioExecutor::new()).pool_timer(TokioTimer::new()).build(https);
+        Connector { client, read_timeout: settings.read_timeout() }
     }
 }
 
 impl HttpClient for SdkHttpClient {
-    fn http_connector(
-        &self,
-        settings: &HttpConnectorSettings,
-        _: &RuntimeComponents,
-    ) -> SharedHttpConnector {
+    fn http_connector(&self, settings: &HttpConnectorSettings, _: &RuntimeComponents) -> SharedHttpConnector {
         self.connector_for(settings)
     }
 }
@@ -126,10 +109,7 @@ impl SdkHttpClient {
     pub fn connector_for(&self, settings: &HttpConnectorSettings) -> SharedHttpConnector {
         let key = (settings.connect_timeout(), settings.read_timeout());
         let mut connectors = self.connectors.lock().unwrap_or_else(|e| e.into_inner());
-        connectors
-            .entry(key)
-            .or_insert_with(|| SharedHttpConnector::new(self.connector(settings)))
-            .clone()
+        connectors.entry(key).or_insert_with(|| SharedHttpConnector::new(self.connector(settings))).clone()
     }
 }
 
@@ -140,9 +120,7 @@ struct Connector {
 
 impl fmt::Debug for Connector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Connector")
-            .field("read_timeout", &self.read_timeout)
-            .finish_non_exhaustive()
+        f.debug_struct("Connector").field("read_timeout", &self.read_timeout).finish_non_exhaustive()
     }
 }
 
@@ -178,15 +156,10 @@ fn classify(err: BoxError) -> ConnectorError {
     if io_kind == Some(std::io::ErrorKind::TimedOut) {
         return ConnectorError::timeout(err);
     }
-    let connect =
-        find::<hyper_util::client::legacy::Error>(err.as_ref()).is_some_and(|e| e.is_connect());
+    let connect = find::<hyper_util::client::legacy::Error>(err.as_ref()).is_some_and(|e| e.is_connect());
     let closed = find::<hyper::Error>(err.as_ref())
         .is_some_and(|e| e.is_closed() || e.is_incomplete_message() || e.is_canceled());
-    if connect || closed || io_kind.is_some() {
-        ConnectorError::io(err)
-    } else {
-        ConnectorError::other(err, None)
-    }
+    if connect || closed || io_kind.is_some() { ConnectorError::io(err) } else { ConnectorError::other(err, None) }
 }
 
 fn find<'a, E: StdError + 'static>(mut err: &'a (dyn StdError + 'static)) -> Option<&'a E> {

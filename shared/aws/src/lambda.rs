@@ -55,9 +55,8 @@ impl Env {
     pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let var = |k: &str| lookup(k).filter(|v| !v.is_empty());
         let need = |k: &str| var(k).ok_or_else(|| format!("{k} is not set"));
-        let allow =
-            NetworkPolicy::parse_allow_list(&var("CALLBACK_ALLOW_NETS").unwrap_or_default())
-                .map_err(|e| format!("CALLBACK_ALLOW_NETS: {e}"))?;
+        let allow = NetworkPolicy::parse_allow_list(&var("CALLBACK_ALLOW_NETS").unwrap_or_default())
+            .map_err(|e| format!("CALLBACK_ALLOW_NETS: {e}"))?;
         Ok(Env {
             table_name: need("TABLE_NAME")?,
             queue_url: need("QUEUE_URL")?,
@@ -68,13 +67,9 @@ impl Env {
                 allow,
                 allow_http_to_allowed_nets: var("CALLBACK_ALLOW_HTTP").is_some_and(|v| v == "true"),
             },
-            time_scale: var("DELIVERY_TIME_SCALE")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(1.0),
+            time_scale: var("DELIVERY_TIME_SCALE").and_then(|v| v.parse().ok()).unwrap_or(1.0),
             attempt_timeout: Duration::from_millis(
-                var("DELIVERY_TIMEOUT_MS")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(15_000),
+                var("DELIVERY_TIMEOUT_MS").and_then(|v| v.parse().ok()).unwrap_or(15_000),
             ),
             event_retention: match var("EVENT_RETENTION_DAYS") {
                 None => crate::dynamo::DEFAULT_RETENTION,
@@ -89,14 +84,8 @@ impl Env {
 
 /// JSON logs for CloudWatch (Lambda adds the timestamp); `RUST_LOG` filters.
 pub fn init_tracing() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_env_filter(filter)
-        .without_time()
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().json().flatten_event(true).with_env_filter(filter).without_time().init();
 }
 
 /// The whole `main` of an HTTP function (ingest, instances): state once per cold start, then
@@ -105,10 +94,7 @@ pub async fn run_http() -> Result<(), lambda_http::Error> {
     init_tracing();
     let env = Env::from_env()?;
     let store = store(&env).await?;
-    let callback = Arc::new(relay_callback::HttpCallback::new(
-        env.policy.clone(),
-        env.attempt_timeout,
-    )?);
+    let callback = Arc::new(relay_callback::HttpCallback::new(env.policy.clone(), env.attempt_timeout)?);
     let api = api(&env, store, callback);
     lambda_http::run(lambda_http::service_fn(|req| {
         let api = &api;
@@ -130,9 +116,7 @@ pub async fn sdk_config() -> Result<aws_config::SdkConfig, String> {
         .http_client(http)
         .timeout_config(timeouts(ATTEMPT_TIMEOUT, OPERATION_TIMEOUT));
     if set("AWS_ACCESS_KEY_ID") && set("AWS_SECRET_ACCESS_KEY") {
-        loader = loader.credentials_provider(
-            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
-        );
+        loader = loader.credentials_provider(aws_config::environment::EnvironmentVariableCredentialsProvider::new());
     }
     if set("AWS_REGION") || set("AWS_DEFAULT_REGION") {
         loader = loader.region(aws_config::environment::EnvironmentVariableRegionProvider::new());
@@ -164,12 +148,8 @@ pub async fn store(env: &Env) -> Result<DynamoStore, String> {
     let conf = sdk_config().await?;
     let dynamo = aws_sdk_dynamodb::Client::new(&conf);
     let sqs = aws_sdk_sqs::Client::new(&conf);
-    Ok(DynamoStore::new(
-        dynamo,
-        env.table_name.clone(),
-        Queue::new(sqs, env.queue_url.clone()),
-    )
-    .with_retention(env.event_retention))
+    Ok(DynamoStore::new(dynamo, env.table_name.clone(), Queue::new(sqs, env.queue_url.clone()))
+        .with_retention(env.event_retention))
 }
 
 pub fn api(env: &Env, store: DynamoStore, callback: Arc<dyn Callback>) -> Api {
@@ -189,10 +169,7 @@ pub fn api(env: &Env, store: DynamoStore, callback: Arc<dyn Callback>) -> Api {
 
 /// One API Gateway (HTTP API, payload 2.0) request through the shared router.
 pub async fn handle_http(api: &Api, req: lambda_http::Request) -> http::Response<Body> {
-    let mut request_id = req
-        .lambda_context_ref()
-        .map(|c| c.request_id.clone())
-        .unwrap_or_default();
+    let mut request_id = req.lambda_context_ref().map(|c| c.request_id.clone()).unwrap_or_default();
     let mut base = None;
     if let Some(RequestContext::ApiGatewayV2(ctx)) = req.request_context_ref() {
         if let Some(id) = &ctx.request_id {
@@ -268,9 +245,7 @@ impl Delivery {
     /// visibility set to the next retry delay and is reported in `batchItemFailures`, so SQS
     /// keeps it; delivered and dead-lettered records are left to be deleted.
     pub async fn handle_batch(&self, event: SqsEvent) -> SqsBatchResponse {
-        let results =
-            futures_util::future::join_all(event.records.iter().map(|r| self.handle_record(r)))
-                .await;
+        let results = futures_util::future::join_all(event.records.iter().map(|r| self.handle_record(r))).await;
         let mut response = SqsBatchResponse::default();
         let mut outcomes = Outcomes::default();
         for (record, outcome) in event.records.iter().zip(results) {
@@ -297,20 +272,12 @@ impl Delivery {
 
     async fn handle_record(&self, record: &SqsMessage) -> Outcome {
         let id = record.message_id.clone().unwrap_or_default();
-        let Some(message) = record
-            .body
-            .as_deref()
-            .and_then(|b| QueueMessage::decode(b).ok())
-        else {
+        let Some(message) = record.body.as_deref().and_then(|b| QueueMessage::decode(b).ok()) else {
             // Unreadable: keep failing it, so the redrive policy moves it to the dead-letter queue.
             tracing::error!(message_id = %id, "unreadable queue message");
             return Outcome::Unprocessed;
         };
-        let receives: u32 = record
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(1);
+        let receives: u32 = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
         let body = match message.notification {
             Some(body) => body,
             // Too large for a message: the row (or its chunks) has the bytes.
@@ -335,15 +302,8 @@ impl Delivery {
         };
         let instances: &dyn Instances = &self.instances;
         let events: &dyn Events = &self.events;
-        match delivery::deliver(
-            instances,
-            events,
-            self.callback.as_ref(),
-            self.clock.as_ref(),
-            self.config,
-            &queued,
-        )
-        .await
+        match delivery::deliver(instances, events, self.callback.as_ref(), self.clock.as_ref(), self.config, &queued)
+            .await
         {
             Ok(NextStep::Delivered) => Outcome::Delivered,
             Ok(NextStep::DeadLettered(DeadLetterReason::Gone)) => Outcome::Gone,

@@ -81,7 +81,8 @@ mod tests {
     #[test]
     fn every_metric_named_in_the_directive_is_a_number_at_the_root() {
         let o = Outcomes { delivered: 7, retried: 2, dead_lettered: 1, gone: 3, unprocessed: 0 };
-        let v: serde_json::Value = serde_json::from_str(&emf("relay-DeliveryFunction-x", 1_772_473_211_000, &o)).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&emf("relay-DeliveryFunction-x", 1_772_473_211_000, &o)).unwrap();
         let directive = &v["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(v["_aws"]["Timestamp"], 1_772_473_211_000i64);
         assert_eq!(directive["Namespace"], NAMESPACE);
@@ -90,7 +91,8 @@ mod tests {
                 assert!(v[d.as_str().unwrap()].is_string(), "dimension {d} at the root");
             }
         }
-        let names: Vec<&str> = directive["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
+        let names: Vec<&str> =
+            directive["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
         assert_eq!(names, ["Delivered", "Retried", "DeadLettered", "Gone", "Unprocessed"]);
         let values: Vec<u64> = names.iter().map(|n| v[n].as_u64().unwrap()).collect();
         assert_eq!(values, [7, 2, 1, 3, 0]);

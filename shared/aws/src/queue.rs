@@ -63,8 +63,13 @@ impl QueueMessage {
             }
             None => None,
         };
-        serde_json::to_string(&Wire { event_id: self.event_id.clone(), instance_id: self.instance_id, series: self.series, notification: raw })
-            .map_err(|e| StoreError::Unavailable(e.to_string()))
+        serde_json::to_string(&Wire {
+            event_id: self.event_id.clone(),
+            instance_id: self.instance_id,
+            series: self.series,
+            notification: raw,
+        })
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
     pub fn decode(body: &str) -> Result<Self, serde_json::Error> {
@@ -137,7 +142,11 @@ impl Queue {
             }
             let out = batch.send().await.map_err(|e| StoreError::Unavailable(DisplayErrorContext(e).to_string()))?;
             if !out.failed.is_empty() {
-                let why: Vec<String> = out.failed.iter().map(|f| format!("{}: {}", f.code, f.message.clone().unwrap_or_default())).collect();
+                let why: Vec<String> = out
+                    .failed
+                    .iter()
+                    .map(|f| format!("{}: {}", f.code, f.message.clone().unwrap_or_default()))
+                    .collect();
                 return Err(StoreError::Unavailable(format!("SQS refused messages: {}", why.join(", "))));
             }
         }

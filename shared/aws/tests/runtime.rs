@@ -22,7 +22,14 @@ async fn instance(api: &relay_core::api::Api, callback: &str) -> Value {
     let body = json!({"element": {"key": "greenhouse"}, "name": "aws", "tags": ["t"], "configuration": {
         "event.notification.callback.url": callback, "event.notification.signature.key": SIGNING_KEY,
         "event.vendor.signature.key": VENDOR_KEY}});
-    let (status, v) = call(api, "POST", "/instances", &[admin(), ("content-type", "application/json".into())], serde_json::to_vec(&body).unwrap()).await;
+    let (status, v) = call(
+        api,
+        "POST",
+        "/instances",
+        &[admin(), ("content-type", "application/json".into())],
+        serde_json::to_vec(&body).unwrap(),
+    )
+    .await;
     assert_eq!(status, 200, "{v}");
     v
 }
@@ -50,7 +57,13 @@ async fn events_of(api: &relay_core::api::Api, id: i64) -> Vec<Value> {
 
 /// Takes the one message on the queue, checks that it is series `series` of `event_id`, hands
 /// it to the delivery handler, and returns the instance's events (the newest now delivered).
-async fn deliver_the_queued_one(aws: &Aws, api: &relay_core::api::Api, id: i64, event_id: &str, series: u32) -> Vec<Value> {
+async fn deliver_the_queued_one(
+    aws: &Aws,
+    api: &relay_core::api::Api,
+    id: i64,
+    event_id: &str,
+    series: u32,
+) -> Vec<Value> {
     let event = aws.receive_event().await;
     assert_eq!(event.records.len(), 1);
     let message = QueueMessage::decode(event.records[0].body.as_deref().unwrap()).unwrap();
@@ -160,18 +173,22 @@ async fn the_last_attempt_records_a_dead_letter_and_redelivery_requeues_it() {
     assert_eq!(events[0]["deadLetterReason"], "all attempts failed");
     assert_eq!(events[0]["attempts"][0]["attempt"], 8);
 
-    let (status, v) = call(&api, "POST", &format!("/instances/{id}/events/{event_id}/redeliver"), &[admin()], vec![]).await;
+    let (status, v) =
+        call(&api, "POST", &format!("/instances/{id}/events/{event_id}/redeliver"), &[admin()], vec![]).await;
     assert_eq!(status, 200, "{v}");
     // Again while pending: a no-op (200), and no second message.
-    let (status, v) = call(&api, "POST", &format!("/instances/{id}/events/{event_id}/redeliver"), &[admin()], vec![]).await;
+    let (status, v) =
+        call(&api, "POST", &format!("/instances/{id}/events/{event_id}/redeliver"), &[admin()], vec![]).await;
     assert_eq!(status, 200, "{v}");
-    let (status, _) = call(&api, "POST", &format!("/instances/{id}/events/no-such-event/redeliver"), &[admin()], vec![]).await;
+    let (status, _) =
+        call(&api, "POST", &format!("/instances/{id}/events/no-such-event/redeliver"), &[admin()], vec![]).await;
     assert_eq!(status, 404);
     let events = deliver_the_queued_one(&aws, &api, id, &event_id, 1).await;
     let series: Vec<Value> = events[0]["attempts"].as_array().unwrap().iter().map(|a| a["series"].clone()).collect();
     assert_eq!(series, vec![json!(0), json!(1)]);
     // Bulk redelivery of failed ones finds none now.
-    let (_, v) = call(&api, "POST", &format!("/instances/{id}/events/redeliver?status=failed"), &[admin()], vec![]).await;
+    let (_, v) =
+        call(&api, "POST", &format!("/instances/{id}/events/redeliver?status=failed"), &[admin()], vec![]).await;
     assert_eq!(v["redelivered"], 0);
 }
 
@@ -190,21 +207,36 @@ async fn ingest_answers_503_when_the_emulator_is_down() {
         relay_aws::Queue::new(aws_sdk_sqs::Client::new(&conf), aws.queue_url.clone()),
     );
     let env = aws.env();
-    let api = relay_aws::lambda::api(&env, down, Arc::new(HttpCallback::new(loopback_policy(), Duration::from_secs(1)).unwrap()));
+    let api = relay_aws::lambda::api(
+        &env,
+        down,
+        Arc::new(HttpCallback::new(loopback_policy(), Duration::from_secs(1)).unwrap()),
+    );
     let (status, v) = webhook(&api, id, r#"{"action":"job_created","payload":{"job":{"id":1}}}"#, "down").await;
     assert_eq!(status, 503, "{v}");
     assert!(v["message"].is_string() && v["requestId"].is_string());
     // DynamoDB up, SQS down: still 503, and nothing is marked as seen, so Greenhouse's retry is
     // queued (a duplicate at worst, never a loss).
-    let half = relay_aws::DynamoStore::new(aws.dynamo.clone(), aws.table.clone(), relay_aws::Queue::new(aws_sdk_sqs::Client::new(&conf), aws.queue_url.clone()));
-    let api = relay_aws::lambda::api(&env, half, Arc::new(HttpCallback::new(loopback_policy(), Duration::from_secs(1)).unwrap()));
+    let half = relay_aws::DynamoStore::new(
+        aws.dynamo.clone(),
+        aws.table.clone(),
+        relay_aws::Queue::new(aws_sdk_sqs::Client::new(&conf), aws.queue_url.clone()),
+    );
+    let api = relay_aws::lambda::api(
+        &env,
+        half,
+        Arc::new(HttpCallback::new(loopback_policy(), Duration::from_secs(1)).unwrap()),
+    );
     let (status, _) = webhook(&api, id, r#"{"action":"job_created","payload":{"job":{"id":2}}}"#, "half").await;
     assert_eq!(status, 503);
     // Not left pending with nothing queued: failed, with the reason, hence listed and redeliverable.
     let events = events_of(&aws.api(), id).await;
     assert_eq!(events.len(), 1);
     let event_id = events[0]["eventId"].as_str().unwrap().to_owned();
-    assert_eq!((&events[0]["status"], &events[0]["deadLetterReason"]), (&json!("failed"), &json!(relay_aws::dynamo::NOT_QUEUED)));
+    assert_eq!(
+        (&events[0]["status"], &events[0]["deadLetterReason"]),
+        (&json!("failed"), &json!(relay_aws::dynamo::NOT_QUEUED))
+    );
     let (status, v) = webhook(&aws.api(), id, r#"{"action":"job_created","payload":{"job":{"id":2}}}"#, "half").await;
     assert_eq!(status, 200);
     assert!(v.get("duplicate").is_none(), "the retry after a 503 is queued, not deduped: {v}");
@@ -213,16 +245,30 @@ async fn ingest_answers_503_when_the_emulator_is_down() {
     assert_eq!(aws.receive_event().await.records.len(), 1);
 
     // A redelivery the queue refuses: 503, and the notification is failed again, not stuck pending.
-    let refused = relay_aws::DynamoStore::new(aws.dynamo.clone(), aws.table.clone(), relay_aws::Queue::new(aws_sdk_sqs::Client::new(&conf), aws.queue_url.clone()));
-    let (status, _) = call(&aws.api(), "POST", &format!("/instances/{id}/events/{event_id}/redeliver"), &[admin()], vec![]).await;
+    let refused = relay_aws::DynamoStore::new(
+        aws.dynamo.clone(),
+        aws.table.clone(),
+        relay_aws::Queue::new(aws_sdk_sqs::Client::new(&conf), aws.queue_url.clone()),
+    );
+    let (status, _) =
+        call(&aws.api(), "POST", &format!("/instances/{id}/events/{event_id}/redeliver"), &[admin()], vec![]).await;
     assert_eq!(status, 200, "pending and not overdue: nothing to do");
     age_pending(&aws, &event_id).await;
-    let api = relay_aws::lambda::api(&env, refused, Arc::new(HttpCallback::new(loopback_policy(), Duration::from_secs(1)).unwrap()));
-    let (status, v) = call(&api, "POST", &format!("/instances/{id}/events/{event_id}/redeliver"), &[admin()], vec![]).await;
+    let api = relay_aws::lambda::api(
+        &env,
+        refused,
+        Arc::new(HttpCallback::new(loopback_policy(), Duration::from_secs(1)).unwrap()),
+    );
+    let (status, v) =
+        call(&api, "POST", &format!("/instances/{id}/events/{event_id}/redeliver"), &[admin()], vec![]).await;
     assert_eq!(status, 503, "{v}");
     let events = events_of(&aws.api(), id).await;
-    assert_eq!((&events[0]["status"], &events[0]["deadLetterReason"]), (&json!("failed"), &json!(relay_aws::dynamo::NOT_QUEUED)));
-    let (status, v) = call(&aws.api(), "POST", &format!("/instances/{id}/events/redeliver?status=failed"), &[admin()], vec![]).await;
+    assert_eq!(
+        (&events[0]["status"], &events[0]["deadLetterReason"]),
+        (&json!("failed"), &json!(relay_aws::dynamo::NOT_QUEUED))
+    );
+    let (status, v) =
+        call(&aws.api(), "POST", &format!("/instances/{id}/events/redeliver?status=failed"), &[admin()], vec![]).await;
     assert_eq!((status, &v["redelivered"]), (200, &json!(1)), "{v}");
     let event = aws.receive_event().await;
     let message = QueueMessage::decode(event.records[0].body.as_deref().unwrap()).unwrap();
@@ -232,7 +278,8 @@ async fn ingest_answers_503_when_the_emulator_is_down() {
 /// Moves the notification's due time 16 minutes back, as if its attempt never came: the state a
 /// function stopped between the row and the queue leaves.
 async fn age_pending(aws: &Aws, event_id: &str) {
-    let due = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 - 16 * 60 * 1000;
+    let due =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 - 16 * 60 * 1000;
     aws.dynamo
         .update_item()
         .table_name(&aws.table)
@@ -322,7 +369,8 @@ async fn bulk_redelivery_takes_at_most_limit_and_says_when_more_match() {
     let id = instance(&api, &rx.url).await["id"].as_i64().unwrap();
     let mut ids = vec![];
     for (n, key) in ["b1", "b2", "b3"].iter().enumerate() {
-        let (_, v) = webhook(&api, id, &format!(r#"{{"action":"job_deleted","payload":{{"job":{{"id":{n}}}}}}}"#), key).await;
+        let (_, v) =
+            webhook(&api, id, &format!(r#"{{"action":"job_deleted","payload":{{"job":{{"id":{n}}}}}}}"#), key).await;
         ids.push(v["eventId"].as_str().unwrap().to_owned());
     }
     let event = aws.receive_event().await;
@@ -336,16 +384,27 @@ async fn bulk_redelivery_takes_at_most_limit_and_says_when_more_match() {
     assert_eq!((&first["redelivered"], &first["more"]), (&json!(2), &json!(true)), "{first}");
     let (_, rest) = call(&api, "POST", &bulk, &[admin()], vec![]).await;
     assert_eq!((&rest["redelivered"], &rest["more"]), (&json!(1), &json!(false)), "{rest}");
-    let mut all: Vec<String> = first["eventIds"].as_array().unwrap().iter().chain(rest["eventIds"].as_array().unwrap()).map(|v| v.as_str().unwrap().to_owned()).collect();
+    let mut all: Vec<String> = first["eventIds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest["eventIds"].as_array().unwrap())
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
     all.sort();
     ids.sort();
     assert_eq!(all, ids);
     // Each one is on the queue once, in its new series, with its whole notification.
     let event = aws.receive_event().await;
-    let mut queued: Vec<(String, u32)> = event.records.iter().map(|r| QueueMessage::decode(r.body.as_deref().unwrap()).unwrap()).map(|m| {
-        assert!(m.notification.as_ref().is_some_and(|n| !n.is_empty()));
-        (m.event_id, m.series)
-    }).collect();
+    let mut queued: Vec<(String, u32)> = event
+        .records
+        .iter()
+        .map(|r| QueueMessage::decode(r.body.as_deref().unwrap()).unwrap())
+        .map(|m| {
+            assert!(m.notification.as_ref().is_some_and(|n| !n.is_empty()));
+            (m.event_id, m.series)
+        })
+        .collect();
     queued.sort();
     assert_eq!(queued, ids.iter().map(|e| (e.clone(), 1)).collect::<Vec<_>>());
     assert!(delivery(&aws).handle_batch(event).await.batch_item_failures.is_empty());
@@ -416,7 +475,8 @@ async fn a_body_of_almost_1_mib_is_kept_in_chunks_and_delivered_exactly() {
     assert!(v["notification"] == serde_json::from_slice::<Value>(&first.1).unwrap(), "the notification as sent");
 
     // Redelivered: a new series, the id only on the queue, the same bytes at the receiver.
-    let (status, v) = call(&api, "POST", &format!("/instances/{id}/events/{}/redeliver", ids[0]), &[admin()], vec![]).await;
+    let (status, v) =
+        call(&api, "POST", &format!("/instances/{id}/events/{}/redeliver", ids[0]), &[admin()], vec![]).await;
     assert_eq!(status, 200, "{v}");
     deliver_the_queued_one(&aws, &api, id, &ids[0], 1).await;
     let got = rx.got.lock().unwrap().clone();
@@ -431,7 +491,9 @@ async fn a_body_of_almost_1_mib_is_kept_in_chunks_and_delivered_exactly() {
         let listed = relay_core::ports::Events::list(&store, id, &q).await.unwrap();
         assert_eq!(listed.len(), 1, "{status:?}");
         assert!(listed[0].body.len() > 1_000_000);
-        let all = relay_core::ports::Events::list(&store, id, &relay_core::ports::EventQuery { max_bytes: None, ..q }).await.unwrap();
+        let all = relay_core::ports::Events::list(&store, id, &relay_core::ports::EventQuery { max_bytes: None, ..q })
+            .await
+            .unwrap();
         assert_eq!(all.len(), 2, "{status:?}");
     }
 
@@ -440,7 +502,10 @@ async fn a_body_of_almost_1_mib_is_kept_in_chunks_and_delivered_exactly() {
     let (status, v) = webhook(&api, id, &other, "big-1").await;
     assert_eq!(status, 200, "{v}");
     let (_, v) = call(&api, "GET", &format!("/instances/{id}/events/{}", ids[0]), &[admin()], vec![]).await;
-    assert!(v["notification"]["message"]["raw"] == serde_json::from_str::<Value>(&body).unwrap(), "a duplicate changes nothing");
+    assert!(
+        v["notification"]["message"]["raw"] == serde_json::from_str::<Value>(&body).unwrap(),
+        "a duplicate changes nothing"
+    );
 }
 
 /// Eight notifications of 150 KB from one delivery: each fits in a message, together they
@@ -514,7 +579,8 @@ async fn a_delivered_notification_expires_after_the_retention_and_a_redelivered_
     let rx = Receiver::start().await;
     rx.script.lock().unwrap().extend([500, 200, 410]);
     let id = instance(&api, &rx.url).await["id"].as_i64().unwrap();
-    let body = format!(r#"{{"action":"job_created","payload":{{"job":{{"id":3,"notes":"{}"}}}}}}"#, "j".repeat(400_000));
+    let body =
+        format!(r#"{{"action":"job_created","payload":{{"job":{{"id":3,"notes":"{}"}}}}}}"#, "j".repeat(400_000));
     let (_, v) = webhook(&api, id, &body, "ttl-1").await;
     let event_id = v["eventId"].as_str().unwrap().to_owned();
 
@@ -538,7 +604,8 @@ async fn a_delivered_notification_expires_after_the_retention_and_a_redelivered_
     }
 
     // Redelivered: kept again, all of it; a 410 leaves it failed, and failed ones are kept.
-    let (status, v) = call(&api, "POST", &format!("/instances/{id}/events/{event_id}/redeliver"), &[admin()], vec![]).await;
+    let (status, v) =
+        call(&api, "POST", &format!("/instances/{id}/events/{event_id}/redeliver"), &[admin()], vec![]).await;
     assert_eq!(status, 200, "{v}");
     assert!(expiries(&aws, &event_id).await.values().all(Option::is_none));
     assert!(delivery(&aws).handle_batch(aws.receive_event().await).await.batch_item_failures.is_empty());
@@ -595,8 +662,12 @@ async fn each_batch_reports_its_outcomes_as_cloudwatch_metrics() {
     assert!(!lines[0].contains(SIGNING_KEY) && !lines[0].contains(VENDOR_KEY));
     // The retried one, handed over again as its last attempt and failing: DeadLettered.
     let retried = events_of(&api, id).await.into_iter().find(|e| e["status"] == "pending").unwrap();
-    let mut last = retry_event.records.into_iter()
-        .find(|r| QueueMessage::decode(r.body.as_deref().unwrap()).unwrap().event_id == retried["eventId"].as_str().unwrap())
+    let mut last = retry_event
+        .records
+        .into_iter()
+        .find(|r| {
+            QueueMessage::decode(r.body.as_deref().unwrap()).unwrap().event_id == retried["eventId"].as_str().unwrap()
+        })
         .unwrap();
     last.attributes.insert("ApproximateReceiveCount".into(), "8".into());
     rx.script.lock().unwrap().push(500);
@@ -635,7 +706,13 @@ async fn the_events_list_pages_through_the_index() {
     let rx = Receiver::start().await;
     let id = instance(&api, &rx.url).await["id"].as_i64().unwrap();
     for n in 0..5 {
-        webhook(&api, id, &format!(r#"{{"action":"job_deleted","payload":{{"job":{{"id":{n}}}}}}}"#), &format!("pg{n}")).await;
+        webhook(
+            &api,
+            id,
+            &format!(r#"{{"action":"job_deleted","payload":{{"job":{{"id":{n}}}}}}}"#),
+            &format!("pg{n}"),
+        )
+        .await;
     }
     let (all, next) = page(&api, &format!("/instances/{id}/events")).await;
     assert_eq!((all.len(), next), (5, None));
@@ -688,7 +765,13 @@ async fn lists_by_status_read_only_that_status_and_never_act_on_a_lagging_index(
     let id = instance(&api, &rx.url).await["id"].as_i64().unwrap();
     // Twelve delivered, then two that get a 410.
     for n in 0..14 {
-        webhook(&api, id, &format!(r#"{{"action":"job_deleted","payload":{{"job":{{"id":{n}}}}}}}"#), &format!("st{n}")).await;
+        webhook(
+            &api,
+            id,
+            &format!(r#"{{"action":"job_deleted","payload":{{"job":{{"id":{n}}}}}}}"#),
+            &format!("st{n}"),
+        )
+        .await;
         if n == 11 {
             loop {
                 let event = aws.receive_event().await;
@@ -726,7 +809,8 @@ async fn lists_by_status_read_only_that_status_and_never_act_on_a_lagging_index(
     assert_eq!(listed, failed, "the row says delivered");
     let (status, v) = call(&api, "POST", &format!("/instances/{id}/events/redeliver"), &[admin()], vec![]).await;
     assert_eq!(status, 200, "{v}");
-    let mut redelivered: Vec<String> = v["eventIds"].as_array().unwrap().iter().map(|e| e.as_str().unwrap().to_owned()).collect();
+    let mut redelivered: Vec<String> =
+        v["eventIds"].as_array().unwrap().iter().map(|e| e.as_str().unwrap().to_owned()).collect();
     redelivered.sort();
     let mut want = failed.clone();
     want.sort();
@@ -758,7 +842,11 @@ async fn the_instances_list_pages_by_id_and_skips_deleted_ones() {
     let store = aws.store();
     let listed = |v: Vec<relay_core::ports::Instance>| v.iter().map(|i| i.id).collect::<Vec<_>>();
     assert_eq!(listed(store.list(None, 10).await.unwrap()), live);
-    assert_eq!(listed(store.list(Some(ids[0]), 2).await.unwrap()), live[1..3], "after the first, the deleted one skipped");
+    assert_eq!(
+        listed(store.list(Some(ids[0]), 2).await.unwrap()),
+        live[1..3],
+        "after the first, the deleted one skipped"
+    );
     assert_eq!(listed(store.list(Some(ids[4]), 2).await.unwrap()), Vec::<i64>::new());
     let (mut path, mut seen, mut pages) = ("/instances?pageSize=2".to_owned(), vec![], 0);
     loop {

@@ -52,9 +52,7 @@ async fn server(answer: bool) -> (u16, CertificateDer<'static>) {
                     tokio::time::sleep(Duration::from_secs(30)).await;
                     return;
                 }
-                let _ = tls
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
-                    .await;
+                let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello").await;
                 let _ = tls.flush().await;
             });
         }
@@ -72,24 +70,16 @@ async fn get(
     if let Some(t) = read_timeout {
         settings = settings.read_timeout(t);
     }
-    client
-        .connector_for(&settings.build())
-        .call(HttpRequest::get(url).unwrap())
-        .await
+    client.connector_for(&settings.build()).call(HttpRequest::get(url).unwrap()).await
 }
 
 #[tokio::test]
 async fn a_certificate_no_trusted_root_vouches_for_is_refused() {
     let (port, _) = server(true).await;
     let client = SdkHttpClient::with_extra_roots(vec![]).unwrap();
-    let err = get(&client, &format!("https://localhost:{port}/"), None)
-        .await
-        .unwrap_err();
+    let err = get(&client, &format!("https://localhost:{port}/"), None).await.unwrap_err();
     let text = format!("{err:?}");
-    assert!(
-        text.to_lowercase().contains("certificate"),
-        "not a certificate error: {text}"
-    );
+    assert!(text.to_lowercase().contains("certificate"), "not a certificate error: {text}");
     assert!(!err.is_timeout());
 }
 
@@ -97,19 +87,12 @@ async fn a_certificate_no_trusted_root_vouches_for_is_refused() {
 async fn an_added_root_is_trusted_and_the_response_comes_back() {
     let (port, der) = server(true).await;
     let client = SdkHttpClient::with_extra_roots(vec![der]).unwrap();
-    let resp = get(&client, &format!("https://localhost:{port}/"), None)
-        .await
-        .unwrap();
+    let resp = get(&client, &format!("https://localhost:{port}/"), None).await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    let body = http_body_util::BodyExt::collect(resp.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
+    let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
     assert_eq!(&body[..], b"hello");
     // A second request, through the connector cached for the same settings.
-    let resp = get(&client, &format!("https://localhost:{port}/"), None)
-        .await
-        .unwrap();
+    let resp = get(&client, &format!("https://localhost:{port}/"), None).await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
 }
 
@@ -124,9 +107,7 @@ async fn the_bundle_named_by_aws_ca_bundle_is_trusted() {
     let client = SdkHttpClient::from_env();
     unsafe { std::env::remove_var("AWS_CA_BUNDLE") };
     let client = client.unwrap();
-    let resp = get(&client, &format!("https://localhost:{port}/"), None)
-        .await
-        .unwrap();
+    let resp = get(&client, &format!("https://localhost:{port}/"), None).await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
 
     std::fs::write(&path, "not a certificate").unwrap();
@@ -143,15 +124,8 @@ async fn the_bundle_named_by_aws_ca_bundle_is_trusted() {
 fn pem_of(der: &CertificateDer<'_>) -> String {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
-    let lines: Vec<&str> = b64
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    format!(
-        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-        lines.join("\n")
-    )
+    let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
 }
 
 #[tokio::test]
@@ -159,13 +133,7 @@ async fn a_silent_server_is_a_read_timeout() {
     let (port, der) = server(false).await;
     let client = SdkHttpClient::with_extra_roots(vec![der]).unwrap();
     let started = Instant::now();
-    let err = get(
-        &client,
-        &format!("https://localhost:{port}/"),
-        Some(Duration::from_millis(300)),
-    )
-    .await
-    .unwrap_err();
+    let err = get(&client, &format!("https://localhost:{port}/"), Some(Duration::from_millis(300))).await.unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
@@ -177,9 +145,7 @@ async fn a_refused_connection_is_an_io_error_the_sdk_retries() {
         l.local_addr().unwrap().port()
     };
     let client = SdkHttpClient::with_extra_roots(vec![]).unwrap();
-    let err = get(&client, &format!("http://127.0.0.1:{port}/"), None)
-        .await
-        .unwrap_err();
+    let err = get(&client, &format!("http://127.0.0.1:{port}/"), None).await.unwrap_err();
     assert!(err.is_io(), "{err:?}");
 }
 

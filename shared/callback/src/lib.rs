@@ -148,15 +148,24 @@ impl Callback for HttpCallback {
                     AttemptResult::Failed
                 };
                 let error = match result {
-                    AttemptResult::Blocked => "blocked: the callback host resolves only to refused addresses".to_owned(),
+                    AttemptResult::Blocked => {
+                        "blocked: the callback host resolves only to refused addresses".to_owned()
+                    }
                     AttemptResult::TimedOut => format!("timed out after {:?}", self.timeout),
                     _ => error_chain(&e),
                 };
-                return CallbackResponse { result, status_code: None, error: Some(error), body_excerpt: String::new(), duration: started.elapsed() };
+                return CallbackResponse {
+                    result,
+                    status_code: None,
+                    error: Some(error),
+                    body_excerpt: String::new(),
+                    duration: started.elapsed(),
+                };
             }
         };
         let status = response.status().as_u16();
-        let now_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let now_unix =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)

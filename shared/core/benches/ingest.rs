@@ -27,9 +27,7 @@ use sha2::Sha256;
 fn fixtures() -> (String, Vec<(String, Vec<u8>, String)>) {
     let dir = std::env::var("GREENHOUSE_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/greenhouse")
-        });
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/greenhouse"));
     let sigs: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("_signatures.json")).unwrap()).unwrap();
     let mut out = vec![];
@@ -38,11 +36,7 @@ fn fixtures() -> (String, Vec<(String, Vec<u8>, String)>) {
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
         if name.ends_with(".json") && !name.starts_with('_') && name != "ping.json" {
             let sig = sigs["signatures"][&name].as_str().unwrap().to_owned();
-            out.push((
-                name.trim_end_matches(".json").to_owned(),
-                std::fs::read(&p).unwrap(),
-                sig,
-            ));
+            out.push((name.trim_end_matches(".json").to_owned(), std::fs::read(&p).unwrap(), sig));
         }
     }
     out.sort();
@@ -135,30 +129,15 @@ fn main() {
         };
         let note = notifications[0].body.clone();
         let mut g = c.benchmark_group(format!("ingest/{name}"));
-        g.bench_function("core", |b| {
-            b.iter(|| core(&inst, black_box(sig), black_box(body)))
-        });
-        g.bench_function("core_sw", |b| {
-            b.iter(|| core_sw(&inst, black_box(sig), black_box(body)))
-        });
-        g.bench_function("naive", |b| {
-            b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(body)).unwrap())
-        });
-        g.bench_function("floor", |b| {
-            b.iter(|| floor(secret.as_bytes(), black_box(body), black_box(&note)))
-        });
-        g.bench_function("hmacs", |b| {
-            b.iter(|| hmacs(secret.as_bytes(), black_box(body), black_box(&note)))
-        });
+        g.bench_function("core", |b| b.iter(|| core(&inst, black_box(sig), black_box(body))));
+        g.bench_function("core_sw", |b| b.iter(|| core_sw(&inst, black_box(sig), black_box(body))));
+        g.bench_function("naive", |b| b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(body)).unwrap()));
+        g.bench_function("floor", |b| b.iter(|| floor(secret.as_bytes(), black_box(body), black_box(&note))));
+        g.bench_function("hmacs", |b| b.iter(|| hmacs(secret.as_bytes(), black_box(body), black_box(&note))));
         g.finish();
     }
     c.final_summary();
-    summarize(
-        &fixtures
-            .iter()
-            .map(|f| (f.0.clone(), f.1.len()))
-            .collect::<Vec<_>>(),
-    );
+    summarize(&fixtures.iter().map(|f| (f.0.clone(), f.1.len())).collect::<Vec<_>>());
 }
 
 /// Reads criterion's medians back and prints the ratios the targets are stated in.
@@ -167,11 +146,7 @@ fn summarize(names: &[(String, usize)]) {
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
     let median = |group: &str, f: &str| -> Option<f64> {
-        let p = target
-            .join("criterion")
-            .join(format!("ingest_{group}"))
-            .join(f)
-            .join("new/estimates.json");
+        let p = target.join("criterion").join(format!("ingest_{group}")).join(f).join("new/estimates.json");
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).ok()?).ok()?;
         v["median"]["point_estimate"].as_f64()
     };
@@ -223,11 +198,7 @@ fn summarize(names: &[(String, usize)]) {
     }
     let med = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
-        if v.is_empty() {
-            f64::NAN
-        } else {
-            v[v.len() / 2]
-        }
+        if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
     };
     println!(
         "\nmedian over {} fixtures: core/naive = {:.3} (target <= 0.5), core/floor = {:.3} (target <= 2.0)",

@@ -27,7 +27,12 @@ fn main() {
             name: "n".into(),
             tags: vec![],
             configuration: Default::default(),
-            settings: Settings { events_enabled: true, callback_url: None, signature_key: Some("k".into()), vendor_keys: vec![secret.clone()] },
+            settings: Settings {
+                events_enabled: true,
+                callback_url: None,
+                signature_key: Some("k".into()),
+                vendor_keys: vec![secret.clone()],
+            },
         },
         token_hash: String::new(),
         created_at_ms: 0,
@@ -40,7 +45,10 @@ fn main() {
     time("rfc3339", n, || relay_core::ports::rfc3339(1_772_473_211_000));
     time("event_id", n, || notification::event_id(1, "gh:e", 0));
     time("prepare (all)", n, || prepare(&inst, Some(sig.as_bytes()), Some("e"), &body, 0).is_ok());
-    let Ok(Prepared::Notifications { notifications, .. }) = prepare(&inst, Some(sig.as_bytes()), Some("e"), &body, 0) else { panic!() };
+    let Ok(Prepared::Notifications { notifications, .. }) = prepare(&inst, Some(sig.as_bytes()), Some("e"), &body, 0)
+    else {
+        panic!()
+    };
     time("headers (sign)", n, || notification::headers(&notifications[0].body, "e", Some(b"k"), 0).len());
     time("naive Value", n, || serde_json::from_slice::<serde_json::Value>(&body).is_ok());
     time("IgnoredAny", n, || serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok());

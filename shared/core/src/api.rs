@@ -142,7 +142,8 @@ fn events_page(base: &str, id: i64, query: Option<&str>, page: &crate::manage::E
     let mut r = Response::new(Bytes::from(body));
     r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
     if let Some(i) = last.filter(|_| cut || page.more) {
-        let mut params: Vec<&str> = query.unwrap_or("").split('&').filter(|p| !p.is_empty() && !p.starts_with("before=")).collect();
+        let mut params: Vec<&str> =
+            query.unwrap_or("").split('&').filter(|p| !p.is_empty() && !p.starts_with("before=")).collect();
         let before = format!("before={}", page_cursor(&page.events[i]));
         params.push(&before);
         let link = format!("<{base}/instances/{id}/events?{}>; rel=\"next\"", params.join("&"));
@@ -193,13 +194,7 @@ impl Api {
     }
 
     async fn route(&self, req: Request<Bytes>) -> Result<Response<Bytes>, ApiError> {
-        let segments: Vec<String> = req
-            .uri()
-            .path()
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(percent_decode)
-            .collect();
+        let segments: Vec<String> = req.uri().path().split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
         let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
         let method = req.method().clone();
         // Only the management routes need these; the webhook hot path skips them.
@@ -328,7 +323,9 @@ impl Api {
             }
         }
         match (user, org) {
-            (Some(u), Some(o)) if same_secret(u, &self.config.admin_user_secret) & same_secret(o, &self.config.admin_org_secret) => {
+            (Some(u), Some(o))
+                if same_secret(u, &self.config.admin_user_secret) & same_secret(o, &self.config.admin_org_secret) =>
+            {
                 Ok(())
             }
             _ => Err(denied()),
@@ -383,10 +380,7 @@ impl Api {
 }
 
 fn parse_id(s: &str) -> Result<i64, ApiError> {
-    s.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| ApiError::NotFound(format!("`{s}` is not an instance id")))
+    s.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| ApiError::NotFound(format!("`{s}` is not an instance id")))
 }
 
 fn parse_query(q: Option<&str>) -> Map<String, Value> {

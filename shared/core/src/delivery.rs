@@ -5,7 +5,9 @@ use std::time::Duration;
 use rand::RngExt;
 
 use crate::notification;
-use crate::ports::{AttemptLog, Callback, CallbackResponse, Clock, Events, Instances, NextStep, QueuedEvent, StoreError};
+use crate::ports::{
+    AttemptLog, Callback, CallbackResponse, Clock, Events, Instances, NextStep, QueuedEvent, StoreError,
+};
 use crate::retry::{self, AttemptResult, Decision};
 
 #[derive(Debug, Clone, Copy)]
@@ -63,8 +65,12 @@ pub async fn deliver(
         response_body: response.body_excerpt,
     };
     match &next {
-        NextStep::Delivered => tracing::info!(event_id = %event.event_id, instance_id = event.instance_id, attempt, status = ?log.status_code, "delivered"),
-        _ => tracing::warn!(event_id = %event.event_id, instance_id = event.instance_id, attempt, status = ?log.status_code, error = ?log.error, next = ?next, "delivery attempt failed"),
+        NextStep::Delivered => {
+            tracing::info!(event_id = %event.event_id, instance_id = event.instance_id, attempt, status = ?log.status_code, "delivered")
+        }
+        _ => {
+            tracing::warn!(event_id = %event.event_id, instance_id = event.instance_id, attempt, status = ?log.status_code, error = ?log.error, next = ?next, "delivery attempt failed")
+        }
     }
     events.record_attempt(event, log, next.clone()).await?;
     Ok(next)

@@ -31,11 +31,7 @@ pub enum SignatureError {
 
 /// Verifies `Signature: sha256 <hex>` against the exact received bytes with any of `keys`.
 /// The comparison is constant time (`Mac::verify_slice`).
-pub fn verify_signature<K: AsRef<[u8]>>(
-    header: Option<&[u8]>,
-    body: &[u8],
-    keys: &[K],
-) -> Result<(), SignatureError> {
+pub fn verify_signature<K: AsRef<[u8]>>(header: Option<&[u8]>, body: &[u8], keys: &[K]) -> Result<(), SignatureError> {
     let header = header.ok_or(SignatureError::Missing)?;
     let expected = parse_signature_header(header)?;
     let matched = keys.iter().any(|key| {
@@ -45,28 +41,19 @@ pub fn verify_signature<K: AsRef<[u8]>>(
         mac.update(body);
         mac.verify_slice(&expected).is_ok()
     });
-    if matched {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch)
-    }
+    if matched { Ok(()) } else { Err(SignatureError::Mismatch) }
 }
 
 /// `sha256 <64 hex digits>`, the algorithm name in any case, surrounded and separated by ASCII
 /// whitespace. Byte slicing, not iterators: this runs on every request.
 fn parse_signature_header(header: &[u8]) -> Result<[u8; 32], SignatureError> {
     let header = header.trim_ascii();
-    let (algorithm, rest) = header
-        .split_at_checked(6)
-        .ok_or(SignatureError::Malformed)?;
-    if !algorithm.eq_ignore_ascii_case(b"sha256")
-        || !rest.first().is_some_and(u8::is_ascii_whitespace)
-    {
+    let (algorithm, rest) = header.split_at_checked(6).ok_or(SignatureError::Malformed)?;
+    if !algorithm.eq_ignore_ascii_case(b"sha256") || !rest.first().is_some_and(u8::is_ascii_whitespace) {
         return Err(SignatureError::Malformed);
     }
     let mut out = [0u8; 32];
-    hex::decode_to_slice(rest.trim_ascii_start(), &mut out)
-        .map_err(|_| SignatureError::Malformed)?;
+    hex::decode_to_slice(rest.trim_ascii_start(), &mut out).map_err(|_| SignatureError::Malformed)?;
     Ok(out)
 }
 
@@ -217,72 +204,17 @@ use EventType::{Created, Deleted, Updated};
 /// The table of `greenhouse-webhooks.md`: action, objectType, eventType, path to the id.
 /// `delete_candidate` and `merge_candidate` also fan out (see `map_person`).
 const TABLE: &[(&str, &str, EventType, &[&str])] = &[
-    (
-        "new_candidate_application",
-        "applications",
-        Created,
-        &["application", "id"],
-    ),
-    (
-        "new_prospect_application",
-        "applications",
-        Created,
-        &["application", "id"],
-    ),
-    (
-        "application_updated",
-        "applications",
-        Updated,
-        &["application", "id"],
-    ),
-    (
-        "candidate_stage_change",
-        "applications",
-        Updated,
-        &["application", "id"],
-    ),
-    (
-        "hire_candidate",
-        "applications",
-        Updated,
-        &["application", "id"],
-    ),
-    (
-        "unhire_candidate",
-        "applications",
-        Updated,
-        &["application", "id"],
-    ),
-    (
-        "reject_candidate",
-        "applications",
-        Updated,
-        &["application", "id"],
-    ),
-    (
-        "unreject_candidate",
-        "applications",
-        Updated,
-        &["application", "id"],
-    ),
-    (
-        "delete_application",
-        "applications",
-        Deleted,
-        &["application", "id"],
-    ),
-    (
-        "update_candidate",
-        "candidates",
-        Updated,
-        &["candidate", "id"],
-    ),
-    (
-        "candidate_anonymized",
-        "candidates",
-        Updated,
-        &["candidate_id"],
-    ),
+    ("new_candidate_application", "applications", Created, &["application", "id"]),
+    ("new_prospect_application", "applications", Created, &["application", "id"]),
+    ("application_updated", "applications", Updated, &["application", "id"]),
+    ("candidate_stage_change", "applications", Updated, &["application", "id"]),
+    ("hire_candidate", "applications", Updated, &["application", "id"]),
+    ("unhire_candidate", "applications", Updated, &["application", "id"]),
+    ("reject_candidate", "applications", Updated, &["application", "id"]),
+    ("unreject_candidate", "applications", Updated, &["application", "id"]),
+    ("delete_application", "applications", Deleted, &["application", "id"]),
+    ("update_candidate", "candidates", Updated, &["candidate", "id"]),
+    ("candidate_anonymized", "candidates", Updated, &["candidate_id"]),
     ("offer_created", "offers", Created, &["id"]),
     ("offer_approved", "offers", Updated, &["id"]),
     ("offer_updated", "offers", Updated, &["id"]),
@@ -293,45 +225,17 @@ const TABLE: &[(&str, &str, EventType, &[&str])] = &[
     ("job_deleted", "jobs", Deleted, &["job", "id"]),
     ("job_post_created", "job-posts", Created, &["id"]),
     ("job_post_updated", "job-posts", Updated, &["id"]),
-    (
-        "job_post_deleted",
-        "job-posts",
-        Deleted,
-        &["job_post", "id"],
-    ),
-    (
-        "job_interview_stage_deleted",
-        "job-stages",
-        Deleted,
-        &["job_interview_stage", "id"],
-    ),
-    (
-        "interview_deleted",
-        "scheduled-interviews",
-        Deleted,
-        &["interview", "id"],
-    ),
-    (
-        "scorecard_deleted",
-        "scorecards",
-        Deleted,
-        &["scorecard", "id"],
-    ),
-    (
-        "department_deleted",
-        "departments",
-        Deleted,
-        &["department", "id"],
-    ),
+    ("job_post_deleted", "job-posts", Deleted, &["job_post", "id"]),
+    ("job_interview_stage_deleted", "job-stages", Deleted, &["job_interview_stage", "id"]),
+    ("interview_deleted", "scheduled-interviews", Deleted, &["interview", "id"]),
+    ("scorecard_deleted", "scorecards", Deleted, &["scorecard", "id"]),
+    ("department_deleted", "departments", Deleted, &["department", "id"]),
     ("office_deleted", "offices", Deleted, &["office", "id"]),
 ];
 
 /// Every action the table names, plus the two fan-out rows and `ping`.
 pub fn known_actions() -> impl Iterator<Item = &'static str> {
-    TABLE
-        .iter()
-        .map(|row| row.0)
-        .chain(["delete_candidate", "merge_candidate", "ping"])
+    TABLE.iter().map(|row| row.0).chain(["delete_candidate", "merge_candidate", "ping"])
 }
 
 /// Maps the payload of `action` (the scanner is at the payload, an object) as the scanner goes
@@ -450,28 +354,16 @@ struct Person {
 }
 
 fn map_person(action: &str, person: Person) -> Mapping {
-    let mut events = vec![MappedEvent {
-        object_type: Cow::Borrowed("candidates"),
-        object_id: person.id,
-        event_type: Deleted,
-    }];
+    let mut events =
+        vec![MappedEvent { object_type: Cow::Borrowed("candidates"), object_id: person.id, event_type: Deleted }];
     if action == "delete_candidate" {
-        events.extend(
-            person
-                .deleted_application_ids
-                .into_iter()
-                .map(|id| MappedEvent {
-                    object_type: Cow::Borrowed("applications"),
-                    object_id: Some(id),
-                    event_type: Deleted,
-                }),
-        );
-    } else if let Some(id) = person.new_candidate_id {
-        events.push(MappedEvent {
-            object_type: Cow::Borrowed("candidates"),
+        events.extend(person.deleted_application_ids.into_iter().map(|id| MappedEvent {
+            object_type: Cow::Borrowed("applications"),
             object_id: Some(id),
-            event_type: Updated,
-        });
+            event_type: Deleted,
+        }));
+    } else if let Some(id) = person.new_candidate_id {
+        events.push(MappedEvent { object_type: Cow::Borrowed("candidates"), object_id: Some(id), event_type: Updated });
     }
     Mapping::Events(events)
 }
@@ -484,11 +376,7 @@ fn map_unknown(found: Option<(String, String)>) -> Mapping {
             object_id: Some(id),
             event_type: EventType::Unknown,
         },
-        None => MappedEvent {
-            object_type: Cow::Borrowed("unknown"),
-            object_id: None,
-            event_type: EventType::Unknown,
-        },
+        None => MappedEvent { object_type: Cow::Borrowed("unknown"), object_id: None, event_type: EventType::Unknown },
     };
     Mapping::Events(vec![event])
 }
@@ -500,10 +388,9 @@ mod tests {
     fn events(body: &str) -> Vec<(String, Option<String>, EventType)> {
         let w = parse_webhook(body.as_bytes()).unwrap();
         match w.mapping {
-            Mapping::Events(e) => e
-                .into_iter()
-                .map(|e| (e.object_type.into_owned(), e.object_id, e.event_type))
-                .collect(),
+            Mapping::Events(e) => {
+                e.into_iter().map(|e| (e.object_type.into_owned(), e.object_id, e.event_type)).collect()
+            }
             Mapping::Ping { .. } => panic!("ping"),
         }
     }
@@ -522,39 +409,21 @@ mod tests {
             b"sha256 00 00",
             &[0xff, 0xfe],
         ] {
-            assert_eq!(
-                verify_signature(Some(header), body, &key),
-                Err(SignatureError::Malformed)
-            );
+            assert_eq!(verify_signature(Some(header), body, &key), Err(SignatureError::Malformed));
         }
-        assert_eq!(
-            verify_signature(None, body, &key),
-            Err(SignatureError::Missing)
-        );
+        assert_eq!(verify_signature(None, body, &key), Err(SignatureError::Missing));
         let good = sign(b"k", body);
         assert_eq!(verify_signature(Some(good.as_bytes()), body, &key), Ok(()));
         let upper = good.to_uppercase();
         assert_eq!(verify_signature(Some(upper.as_bytes()), body, &key), Ok(()));
         let spaced = format!(" \t{}  ", good.replacen(' ', "\t ", 1));
-        assert_eq!(
-            verify_signature(Some(spaced.as_bytes()), body, &key),
-            Ok(())
-        );
+        assert_eq!(verify_signature(Some(spaced.as_bytes()), body, &key), Ok(()));
         let glued = good.replacen(' ', "", 1);
-        assert_eq!(
-            verify_signature(Some(glued.as_bytes()), body, &key),
-            Err(SignatureError::Malformed)
-        );
+        assert_eq!(verify_signature(Some(glued.as_bytes()), body, &key), Err(SignatureError::Malformed));
         let other = good.replacen("sha256", "sha257", 1);
-        assert_eq!(
-            verify_signature(Some(other.as_bytes()), body, &key),
-            Err(SignatureError::Malformed)
-        );
+        assert_eq!(verify_signature(Some(other.as_bytes()), body, &key), Err(SignatureError::Malformed));
         let none: [&[u8]; 0] = [];
-        assert_eq!(
-            verify_signature(Some(good.as_bytes()), body, &none),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(verify_signature(Some(good.as_bytes()), body, &none), Err(SignatureError::Mismatch));
     }
 
     #[test]
@@ -563,10 +432,7 @@ mod tests {
         let sig = sign(b"second", body);
         let keys = ["first", "second"];
         assert_eq!(verify_signature(Some(sig.as_bytes()), body, &keys), Ok(()));
-        assert_eq!(
-            verify_signature(Some(sig.as_bytes()), body, &keys[..1]),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(verify_signature(Some(sig.as_bytes()), body, &keys[..1]), Err(SignatureError::Mismatch));
     }
 
     #[test]
@@ -582,51 +448,21 @@ mod tests {
             r#"{"action":"x","payload":[1]}"#,
             r#"{"payload":{}}"#,
         ] {
-            assert_eq!(
-                parse_webhook(body.as_bytes()).unwrap_err(),
-                WebhookError::NotAWebhook,
-                "{body}"
-            );
+            assert_eq!(parse_webhook(body.as_bytes()).unwrap_err(), WebhookError::NotAWebhook, "{body}");
         }
-        assert!(matches!(
-            parse_webhook(b"not json{"),
-            Err(WebhookError::NotAWebhook | WebhookError::NotJson(_))
-        ));
-        assert!(matches!(
-            parse_webhook(br#"{"action":"x","payload":{}} x"#),
-            Err(WebhookError::NotJson(_))
-        ));
-        assert_eq!(
-            parse_webhook(&[b'{', 0xff, b'}']).unwrap_err(),
-            WebhookError::NotUtf8
-        );
+        assert!(matches!(parse_webhook(b"not json{"), Err(WebhookError::NotAWebhook | WebhookError::NotJson(_))));
+        assert!(matches!(parse_webhook(br#"{"action":"x","payload":{}} x"#), Err(WebhookError::NotJson(_))));
+        assert_eq!(parse_webhook(&[b'{', 0xff, b'}']).unwrap_err(), WebhookError::NotUtf8);
     }
 
     #[test]
     fn deep_and_large_bodies_are_refused() {
-        let deep = format!(
-            r#"{{"action":"x","payload":{}1{}}}"#,
-            "{\"a\":".repeat(100_000),
-            "}".repeat(100_000)
-        );
-        assert_eq!(
-            parse_webhook(deep.as_bytes()).unwrap_err(),
-            WebhookError::TooDeep
-        );
-        let ok = format!(
-            r#"{{"action":"x","payload":{}1{}}}"#,
-            "[".repeat(MAX_DEPTH - 4),
-            "]".repeat(MAX_DEPTH - 4)
-        );
-        assert_eq!(
-            parse_webhook(ok.as_bytes()).unwrap_err(),
-            WebhookError::NotAWebhook
-        );
-        let brackets_in_strings = format!(
-            r#"{{"action":"x","payload":{{"s":"{}\"{}"}}}}"#,
-            "[".repeat(500),
-            "{".repeat(500)
-        );
+        let deep = format!(r#"{{"action":"x","payload":{}1{}}}"#, "{\"a\":".repeat(100_000), "}".repeat(100_000));
+        assert_eq!(parse_webhook(deep.as_bytes()).unwrap_err(), WebhookError::TooDeep);
+        let ok = format!(r#"{{"action":"x","payload":{}1{}}}"#, "[".repeat(MAX_DEPTH - 4), "]".repeat(MAX_DEPTH - 4));
+        assert_eq!(parse_webhook(ok.as_bytes()).unwrap_err(), WebhookError::NotAWebhook);
+        let brackets_in_strings =
+            format!(r#"{{"action":"x","payload":{{"s":"{}\"{}"}}}}"#, "[".repeat(500), "{".repeat(500));
         assert!(parse_webhook(brackets_in_strings.as_bytes()).is_ok());
         let big = vec![b' '; MAX_BODY_BYTES + 1];
         assert_eq!(parse_webhook(&big).unwrap_err(), WebhookError::TooLarge);
@@ -657,10 +493,7 @@ mod tests {
             assert_eq!(parse_webhook(over.as_bytes()).unwrap_err(), WebhookError::TooDeep, "{template}");
             assert_eq!(parse_webhook(far_over.as_bytes()).unwrap_err(), WebhookError::TooDeep, "{template}");
         }
-        assert_eq!(
-            parse_webhook(nest(MAX_DEPTH).as_bytes()).unwrap_err(),
-            WebhookError::NotAWebhook
-        );
+        assert_eq!(parse_webhook(nest(MAX_DEPTH).as_bytes()).unwrap_err(), WebhookError::NotAWebhook);
     }
 
     #[test]
@@ -687,10 +520,7 @@ mod tests {
         assert!(parse_webhook(format!(" \t\r\n{body}\n ").as_bytes()).is_ok());
         for around in ["\u{c}", "\u{b}", "\u{a0}", "\u{0}"] {
             for text in [format!("{around}{body}"), format!("{body}{around}")] {
-                assert!(
-                    matches!(parse_webhook(text.as_bytes()), Err(WebhookError::NotJson(_))),
-                    "{text:?}"
-                );
+                assert!(matches!(parse_webhook(text.as_bytes()), Err(WebhookError::NotJson(_))), "{text:?}");
                 assert!(serde_json::from_str::<serde_json::Value>(&text).is_err());
             }
         }
@@ -706,14 +536,8 @@ mod tests {
     #[test]
     fn ids_keep_their_exact_text() {
         assert_eq!(
-            events(
-                r#"{"action":"job_created","payload":{"job":{"id":123456789012345678901234567890}}}"#
-            ),
-            vec![(
-                "jobs".into(),
-                Some("123456789012345678901234567890".into()),
-                Created
-            )]
+            events(r#"{"action":"job_created","payload":{"job":{"id":123456789012345678901234567890}}}"#),
+            vec![("jobs".into(), Some("123456789012345678901234567890".into()), Created)]
         );
         assert_eq!(
             events(r#"{"action":"job_created","payload":{"job":{"id":"abc"}}}"#),
@@ -723,10 +547,7 @@ mod tests {
             events(r#"{"action":"job_created","payload":{"job":{"id":null}}}"#),
             vec![("jobs".into(), None, Created)]
         );
-        assert_eq!(
-            events(r#"{"action":"job_created","payload":{"job":[1,2]}}"#),
-            vec![("jobs".into(), None, Created)]
-        );
+        assert_eq!(events(r#"{"action":"job_created","payload":{"job":[1,2]}}"#), vec![("jobs".into(), None, Created)]);
     }
 
     #[test]
@@ -735,11 +556,7 @@ mod tests {
             events(
                 r#"{"action":"hiring_team_updated","payload":{"x":1,"meta":{"a":1},"hiring_team":{"id":4242},"job":{"id":7}}}"#
             ),
-            vec![(
-                "hiring-teams".into(),
-                Some("4242".into()),
-                EventType::Unknown
-            )]
+            vec![("hiring-teams".into(), Some("4242".into()), EventType::Unknown)]
         );
         assert_eq!(
             events(r#"{"action":"job_opened","payload":{"flag":true}}"#),
@@ -750,9 +567,7 @@ mod tests {
     #[test]
     fn fan_out_rows() {
         assert_eq!(
-            events(
-                r#"{"action":"delete_candidate","payload":{"person":{"id":1,"deleted_application_ids":[2,3]}}}"#
-            ),
+            events(r#"{"action":"delete_candidate","payload":{"person":{"id":1,"deleted_application_ids":[2,3]}}}"#),
             vec![
                 ("candidates".into(), Some("1".into()), Deleted),
                 ("applications".into(), Some("2".into()), Deleted),
@@ -760,18 +575,10 @@ mod tests {
             ]
         );
         assert_eq!(
-            events(
-                r#"{"action":"merge_candidate","payload":{"person":{"id":1,"new_candidate_id":9}}}"#
-            ),
-            vec![
-                ("candidates".into(), Some("1".into()), Deleted),
-                ("candidates".into(), Some("9".into()), Updated)
-            ]
+            events(r#"{"action":"merge_candidate","payload":{"person":{"id":1,"new_candidate_id":9}}}"#),
+            vec![("candidates".into(), Some("1".into()), Deleted), ("candidates".into(), Some("9".into()), Updated)]
         );
-        assert_eq!(
-            events(r#"{"action":"merge_candidate","payload":{}}"#),
-            vec![("candidates".into(), None, Deleted)]
-        );
+        assert_eq!(events(r#"{"action":"merge_candidate","payload":{}}"#), vec![("candidates".into(), None, Deleted)]);
     }
 
     #[test]
@@ -780,10 +587,7 @@ mod tests {
             events(r#"{"payload":{"application":{"id":5}},"action":"hire_candidate"}"#),
             vec![("applications".into(), Some("5".into()), Updated)]
         );
-        assert_eq!(
-            parse_webhook(br#"{"payload":[1],"action":"x"}"#).unwrap_err(),
-            WebhookError::NotAWebhook
-        );
+        assert_eq!(parse_webhook(br#"{"payload":[1],"action":"x"}"#).unwrap_err(), WebhookError::NotAWebhook);
         assert_eq!(
             parse_webhook(br#"{"action":"x","action":"y","payload":{}}"#).unwrap_err(),
             WebhookError::NotAWebhook
@@ -793,11 +597,6 @@ mod tests {
     #[test]
     fn ping_is_recognised() {
         let w = parse_webhook(br#"{"action":"ping","payload":{"web_hook_id":48213}}"#).unwrap();
-        assert_eq!(
-            w.mapping,
-            Mapping::Ping {
-                web_hook_id: Some("48213".into())
-            }
-        );
+        assert_eq!(w.mapping, Mapping::Ping { web_hook_id: Some("48213".into()) });
     }
 }

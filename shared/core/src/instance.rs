@@ -95,9 +95,10 @@ pub fn parse_create(body: &[u8]) -> Result<(InstanceSpec, Option<String>), Confi
 pub fn apply_patch(current: &InstanceSpec, body: &[u8]) -> Result<InstanceSpec, ConfigError> {
     let doc = parse_object(body)?;
     if let Some(key) = doc.get("element").and_then(|e| e.get("key"))
-        && key.as_str() != Some(ELEMENT_KEY) {
-            return Err(invalid("element.key", format!("must be \"{ELEMENT_KEY}\"")));
-        }
+        && key.as_str() != Some(ELEMENT_KEY)
+    {
+        return Err(invalid("element.key", format!("must be \"{ELEMENT_KEY}\"")));
+    }
     let name = doc.get("name").map(parse_name).transpose()?.unwrap_or_else(|| current.name.clone());
     let tags = doc.get("tags").map(parse_tags).transpose()?.unwrap_or_else(|| current.tags.clone());
     let mut configuration = current.configuration.clone();
@@ -170,9 +171,10 @@ fn parse_secret(field: &str, v: &Value) -> Result<String, ConfigError> {
 /// rules need DNS and are checked by the caller (`network::NetworkPolicy`).
 pub fn normalize(mut configuration: Map<String, Value>) -> Result<(Map<String, Value>, Settings), ConfigError> {
     if let Some(v) = configuration.get(VENDOR_TYPE)
-        && !matches!(v.as_str(), Some("webhooks" | "webhook")) {
-            return Err(invalid(&format!("configuration.{VENDOR_TYPE}"), "must be \"webhooks\""));
-        }
+        && !matches!(v.as_str(), Some("webhooks" | "webhook"))
+    {
+        return Err(invalid(&format!("configuration.{VENDOR_TYPE}"), "must be \"webhooks\""));
+    }
     let callback_url = match configuration.get(CALLBACK_URL) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
@@ -201,9 +203,10 @@ pub fn normalize(mut configuration: Map<String, Value>) -> Result<(Map<String, V
         Some(v) => vec![parse_secret(VENDOR_SIGNATURE_KEY, v)?],
     };
     if let Some(v) = configuration.get(API_KEY)
-        && !v.is_null() {
-            parse_secret(API_KEY, v)?;
-        }
+        && !v.is_null()
+    {
+        parse_secret(API_KEY, v)?;
+    }
     Ok((configuration, Settings { events_enabled, callback_url, signature_key, vendor_keys }))
 }
 
@@ -254,7 +257,10 @@ mod tests {
     use serde_json::json;
 
     fn body(conf: Value) -> Vec<u8> {
-        serde_json::to_vec(&json!({"element": {"key": "greenhouse"}, "configuration": conf, "tags": ["acme"], "name": "acme-prod"})).unwrap()
+        serde_json::to_vec(
+            &json!({"element": {"key": "greenhouse"}, "configuration": conf, "tags": ["acme"], "name": "acme-prod"}),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -280,7 +286,8 @@ mod tests {
 
     #[test]
     fn a_missing_vendor_key_is_generated_once() {
-        let (spec, generated) = parse_create(&body(json!({"event.notification.callback.url": "https://r.example/"}))).unwrap();
+        let (spec, generated) =
+            parse_create(&body(json!({"event.notification.callback.url": "https://r.example/"}))).unwrap();
         let secret = generated.unwrap();
         assert!(secret.starts_with("whsec_") && secret.len() > 40);
         assert_eq!(spec.settings.vendor_keys, vec![secret.clone()]);
@@ -294,18 +301,37 @@ mod tests {
         let field = |b: Vec<u8>| parse_create(&b).unwrap_err().field;
         assert_eq!(field(b"[]".to_vec()), "body");
         assert_eq!(field(b"{".to_vec()), "body");
-        assert_eq!(field(serde_json::to_vec(&json!({"element": {"key": "bamboohr"}, "name": "x", "configuration": {}})).unwrap()), "element.key");
-        assert_eq!(field(serde_json::to_vec(&json!({"element": {"key": "greenhouse"}, "configuration": {}})).unwrap()), "name");
+        assert_eq!(
+            field(
+                serde_json::to_vec(&json!({"element": {"key": "bamboohr"}, "name": "x", "configuration": {}})).unwrap()
+            ),
+            "element.key"
+        );
+        assert_eq!(
+            field(serde_json::to_vec(&json!({"element": {"key": "greenhouse"}, "configuration": {}})).unwrap()),
+            "name"
+        );
         assert_eq!(field(body(json!({"event.vendor.type": "polling"}))), "configuration.event.vendor.type");
-        assert_eq!(field(body(json!({"event.notification.enabled": "yes"}))), "configuration.event.notification.enabled");
-        assert_eq!(field(body(json!({"event.notification.enabled": true}))), "configuration.event.notification.callback.url");
-        assert_eq!(field(body(json!({"event.notification.callback.url": 5}))), "configuration.event.notification.callback.url");
+        assert_eq!(
+            field(body(json!({"event.notification.enabled": "yes"}))),
+            "configuration.event.notification.enabled"
+        );
+        assert_eq!(
+            field(body(json!({"event.notification.enabled": true}))),
+            "configuration.event.notification.callback.url"
+        );
+        assert_eq!(
+            field(body(json!({"event.notification.callback.url": 5}))),
+            "configuration.event.notification.callback.url"
+        );
         assert_eq!(
             field(body(json!({"event.notification.callback.url": "https://x/", "event.vendor.signature.key": []}))),
             "configuration.event.vendor.signature.key"
         );
         assert_eq!(
-            field(body(json!({"event.notification.callback.url": "https://x/", "event.notification.signature.key": ""}))),
+            field(body(
+                json!({"event.notification.callback.url": "https://x/", "event.notification.signature.key": ""})
+            )),
             "configuration.event.notification.signature.key"
         );
     }
@@ -332,7 +358,10 @@ mod tests {
 
     #[test]
     fn patch_merges_and_revalidates() {
-        let (spec, _) = parse_create(&body(json!({"event.notification.callback.url": "https://r.example/", "event.vendor.signature.key": "v"}))).unwrap();
+        let (spec, _) = parse_create(&body(
+            json!({"event.notification.callback.url": "https://r.example/", "event.vendor.signature.key": "v"}),
+        ))
+        .unwrap();
         let patched = apply_patch(&spec, br#"{"configuration":{"event.notification.enabled":"false","event.vendor.signature.key":"********"},"name":"renamed"}"#).unwrap();
         assert!(!patched.settings.events_enabled);
         assert_eq!(patched.settings.vendor_keys, vec!["v"]);
@@ -340,7 +369,11 @@ mod tests {
         assert_eq!(patched.tags, vec!["acme"]);
         let err = apply_patch(&spec, br#"{"configuration":{"event.vendor.signature.key":null}}"#).unwrap_err();
         assert_eq!(err.field, "configuration.event.vendor.signature.key");
-        let err = apply_patch(&spec, br#"{"configuration":{"event.notification.callback.url":null,"event.notification.enabled":true}}"#).unwrap_err();
+        let err = apply_patch(
+            &spec,
+            br#"{"configuration":{"event.notification.callback.url":null,"event.notification.enabled":true}}"#,
+        )
+        .unwrap_err();
         assert_eq!(err.field, "configuration.event.notification.callback.url");
     }
 

@@ -54,11 +54,7 @@ impl<'a> Str<'a> {
 
     /// Whether the decoded value is `s`, without decoding when there is nothing to decode.
     pub fn is(&self, s: &str) -> bool {
-        if self.escaped {
-            self.decode().is_ok_and(|d| d == s)
-        } else {
-            self.inner() == s
-        }
+        if self.escaped { self.decode().is_ok_and(|d| d == s) } else { self.inner() == s }
     }
 }
 
@@ -441,17 +437,14 @@ impl<'a> Scanner<'a> {
                 return self.fail("a digit in the exponent");
             }
             if !negative {
-                exponent = b[from..i]
-                    .iter()
-                    .fold(0usize, |e, d| e.saturating_mul(10).saturating_add((d - b'0') as usize));
+                exponent =
+                    b[from..i].iter().fold(0usize, |e, d| e.saturating_mul(10).saturating_add((d - b'0') as usize));
             }
         }
         self.i = i;
         let text = &self.text[start..i];
         // Below 10^300 no f64 overflows; nearer the bound, serde_json decides, as it would.
-        if int_digits.saturating_add(exponent) > 300
-            && serde_json::from_str::<serde_json::Value>(text).is_err()
-        {
+        if int_digits.saturating_add(exponent) > 300 && serde_json::from_str::<serde_json::Value>(text).is_err() {
             self.i = start;
             return self.fail("a number within the range of an f64");
         }
@@ -509,17 +502,54 @@ mod tests {
     #[test]
     fn grammar() {
         for ok in [
-            "0", "-0", "1.5", "-1.5e-3", "1E+2", "123456789012345678901234567890", "1e308",
-            "1e-400", "\"\"", "\"a\\u00e9\\ud83d\\ude00\\/\\b\\f\\n\\r\\t\\\"\\\\\"", "[]", "{}",
-            " [ 1 , { \"a\" : [ true , false , null ] } ] ", "\"é€😀\"",
+            "0",
+            "-0",
+            "1.5",
+            "-1.5e-3",
+            "1E+2",
+            "123456789012345678901234567890",
+            "1e308",
+            "1e-400",
+            "\"\"",
+            "\"a\\u00e9\\ud83d\\ude00\\/\\b\\f\\n\\r\\t\\\"\\\\\"",
+            "[]",
+            "{}",
+            " [ 1 , { \"a\" : [ true , false , null ] } ] ",
+            "\"é€😀\"",
         ] {
             assert_eq!(valid(ok), Ok(()), "{ok}");
         }
         for bad in [
-            "", "01", "1.", ".5", "-", "+1", "1e", "1e+", "0x1", "tru", "nul", "[1,]", "{\"a\":1,}",
-            "{\"a\"}", "{1:2}", "[1 2]", "\"a", "\"\\x\"", "\"\\u12\"", "\"\\ud83d\"",
-            "\"\\ud83d\\u0041\"", "\"\\ude00\"", "\"a\nb\"", "\"\t\"", "1e400", "-1e400",
-            "[1]]", "{} {}", "NaN", "Infinity",
+            "",
+            "01",
+            "1.",
+            ".5",
+            "-",
+            "+1",
+            "1e",
+            "1e+",
+            "0x1",
+            "tru",
+            "nul",
+            "[1,]",
+            "{\"a\":1,}",
+            "{\"a\"}",
+            "{1:2}",
+            "[1 2]",
+            "\"a",
+            "\"\\x\"",
+            "\"\\u12\"",
+            "\"\\ud83d\"",
+            "\"\\ud83d\\u0041\"",
+            "\"\\ude00\"",
+            "\"a\nb\"",
+            "\"\t\"",
+            "1e400",
+            "-1e400",
+            "[1]]",
+            "{} {}",
+            "NaN",
+            "Infinity",
         ] {
             assert!(valid(bad).is_err(), "{bad}");
             assert!(serde_json::from_str::<serde_json::Value>(bad).is_err(), "{bad}");

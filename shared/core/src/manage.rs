@@ -5,7 +5,9 @@ use url::Host;
 
 use crate::instance::{self, CALLBACK_URL, ConfigError, InstanceSpec};
 use crate::network::NetworkPolicy;
-use crate::ports::{Callback, Clock, EventQuery, EventRecord, EventStatus, Events, Instance, Instances, StoreError, rfc3339};
+use crate::ports::{
+    Callback, Clock, EventQuery, EventRecord, EventStatus, Events, Instance, Instances, StoreError, rfc3339,
+};
 
 pub const DEFAULT_EVENT_LIMIT: usize = 50;
 pub const MAX_EVENT_LIMIT: usize = 500;
@@ -40,7 +42,12 @@ pub struct Manage<'a> {
 }
 
 /// The instance as the API shows it: Cloud Elements fields, secrets masked.
-pub fn instance_json(instance: &Instance, public_base_url: &str, token: Option<&str>, webhook_secret: Option<&str>) -> Value {
+pub fn instance_json(
+    instance: &Instance,
+    public_base_url: &str,
+    token: Option<&str>,
+    webhook_secret: Option<&str>,
+) -> Value {
     let s = &instance.spec;
     let mut v = json!({
         "id": instance.id,
@@ -293,17 +300,19 @@ fn parse_cursor(s: &str) -> Option<(i64, String)> {
 
 fn event_query(query: &Map<String, Value>, default_status: Option<EventStatus>) -> Result<EventQuery, ManageError> {
     let text = |k: &str| query.get(k).and_then(Value::as_str);
-    let status = match text("status") {
-        None => default_status,
-        Some(s) => Some(EventStatus::parse(s).ok_or_else(|| {
-            ManageError::BadQuery(format!("status: `{s}` is not one of delivered, failed, pending"))
-        })?),
-    };
+    let status =
+        match text("status") {
+            None => default_status,
+            Some(s) => Some(EventStatus::parse(s).ok_or_else(|| {
+                ManageError::BadQuery(format!("status: `{s}` is not one of delivered, failed, pending"))
+            })?),
+        };
     let since_ms = match text("since") {
         None => None,
-        Some(s) => Some(crate::ports::parse_rfc3339(s).ok_or_else(|| {
-            ManageError::BadQuery(format!("since: `{s}` is not an RFC 3339 timestamp"))
-        })?),
+        Some(s) => Some(
+            crate::ports::parse_rfc3339(s)
+                .ok_or_else(|| ManageError::BadQuery(format!("since: `{s}` is not an RFC 3339 timestamp")))?,
+        ),
     };
     let limit = match text("limit") {
         None => DEFAULT_EVENT_LIMIT,

@@ -71,16 +71,18 @@ impl NetworkPolicy {
             "http" if self.allow_http_to_allowed_nets => {
                 // A name is judged after resolution (check_resolved); a literal right here.
                 if let Some(ip) = ip
-                    && !self.allow_listed(ip) {
-                        return Err(CallbackUrlError::NotHttps);
-                    }
+                    && !self.allow_listed(ip)
+                {
+                    return Err(CallbackUrlError::NotHttps);
+                }
             }
             _ => return Err(CallbackUrlError::NotHttps),
         }
         if let Some(ip) = ip
-            && !self.is_allowed(ip) {
-                return Err(CallbackUrlError::Blocked(ip));
-            }
+            && !self.is_allowed(ip)
+        {
+            return Err(CallbackUrlError::Blocked(ip));
+        }
         Ok(url)
     }
 
@@ -149,7 +151,7 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || (a == 198 && (b == 18 || b == 19))  // benchmarking
         || (a == 198 && b == 51 && c == 100)   // documentation
         || (a == 203 && b == 0 && c == 113)    // documentation
-        || a >= 224)                           // multicast, reserved, broadcast
+        || a >= 224) // multicast, reserved, broadcast
 }
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
@@ -179,13 +181,39 @@ mod tests {
     fn special_ipv4_addresses_are_refused() {
         let p = NetworkPolicy::default();
         for s in [
-            "0.0.0.0", "0.1.2.3", "10.0.0.1", "127.0.0.1", "127.255.255.254", "100.64.0.1", "169.254.169.254",
-            "169.254.0.1", "172.16.0.1", "172.31.255.255", "192.168.1.1", "192.0.0.8", "192.0.2.1", "198.18.0.1",
-            "198.51.100.1", "203.0.113.1", "224.0.0.1", "239.1.1.1", "240.0.0.1", "255.255.255.255",
+            "0.0.0.0",
+            "0.1.2.3",
+            "10.0.0.1",
+            "127.0.0.1",
+            "127.255.255.254",
+            "100.64.0.1",
+            "169.254.169.254",
+            "169.254.0.1",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "192.0.0.8",
+            "192.0.2.1",
+            "198.18.0.1",
+            "198.51.100.1",
+            "203.0.113.1",
+            "224.0.0.1",
+            "239.1.1.1",
+            "240.0.0.1",
+            "255.255.255.255",
         ] {
             assert!(!p.is_allowed(ip(s)), "{s}");
         }
-        for s in ["1.1.1.1", "8.8.8.8", "172.15.0.1", "172.32.0.1", "100.63.0.1", "100.128.0.1", "169.253.1.1", "93.184.216.34"] {
+        for s in [
+            "1.1.1.1",
+            "8.8.8.8",
+            "172.15.0.1",
+            "172.32.0.1",
+            "100.63.0.1",
+            "100.128.0.1",
+            "169.253.1.1",
+            "93.184.216.34",
+        ] {
             assert!(p.is_allowed(ip(s)), "{s}");
         }
     }
@@ -194,10 +222,26 @@ mod tests {
     fn special_ipv6_addresses_and_disguised_ipv4_are_refused() {
         let p = NetworkPolicy::default();
         for s in [
-            "::", "::1", "fe80::1", "fec0::1", "fc00::1", "fd12:3456::1", "ff02::1", "2001:db8::1",
-            "::ffff:127.0.0.1", "::ffff:169.254.169.254", "::ffff:10.0.0.1", "::127.0.0.1", "::169.254.169.254",
-            "64:ff9b::a9fe:a9fe", "64:ff9b::127.0.0.1", "64:ff9b:1::1", "2002:a9fe:a9fe::1", "2002:7f00:1::",
-            "2001::1", "100::1",
+            "::",
+            "::1",
+            "fe80::1",
+            "fec0::1",
+            "fc00::1",
+            "fd12:3456::1",
+            "ff02::1",
+            "2001:db8::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "::169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b:1::1",
+            "2002:a9fe:a9fe::1",
+            "2002:7f00:1::",
+            "2001::1",
+            "100::1",
         ] {
             assert!(!p.is_allowed(ip(s)), "{s}");
         }
@@ -208,7 +252,10 @@ mod tests {
 
     #[test]
     fn the_allow_list_opens_networks_in_every_form() {
-        let p = NetworkPolicy { allow: NetworkPolicy::parse_allow_list("127.0.0.0/8, ::1 10.1.0.0/16").unwrap(), allow_http_to_allowed_nets: true };
+        let p = NetworkPolicy {
+            allow: NetworkPolicy::parse_allow_list("127.0.0.0/8, ::1 10.1.0.0/16").unwrap(),
+            allow_http_to_allowed_nets: true,
+        };
         assert!(p.is_allowed(ip("127.0.0.1")));
         assert!(p.is_allowed(ip("::1")));
         assert!(p.is_allowed(ip("::ffff:127.0.0.1")));
@@ -231,12 +278,21 @@ mod tests {
             strict.check_url("https://169.254.169.254/latest/meta-data").unwrap_err(),
             CallbackUrlError::Blocked(ip("169.254.169.254"))
         );
-        assert_eq!(strict.check_url("https://[::ffff:a9fe:a9fe]/").unwrap_err(), CallbackUrlError::Blocked(ip("::ffff:a9fe:a9fe")));
+        assert_eq!(
+            strict.check_url("https://[::ffff:a9fe:a9fe]/").unwrap_err(),
+            CallbackUrlError::Blocked(ip("::ffff:a9fe:a9fe"))
+        );
         // Decimal and hex IPv4 spellings are normalised by the URL parser before the check.
-        assert_eq!(strict.check_url("https://2852039166/").unwrap_err(), CallbackUrlError::Blocked(ip("169.254.169.254")));
+        assert_eq!(
+            strict.check_url("https://2852039166/").unwrap_err(),
+            CallbackUrlError::Blocked(ip("169.254.169.254"))
+        );
         assert_eq!(strict.check_url("https://0x7f.1/").unwrap_err(), CallbackUrlError::Blocked(ip("127.0.0.1")));
 
-        let local = NetworkPolicy { allow: NetworkPolicy::parse_allow_list("127.0.0.0/8,::1/128").unwrap(), allow_http_to_allowed_nets: true };
+        let local = NetworkPolicy {
+            allow: NetworkPolicy::parse_allow_list("127.0.0.0/8,::1/128").unwrap(),
+            allow_http_to_allowed_nets: true,
+        };
         assert!(local.check_url("http://127.0.0.1:8080/cb").is_ok());
         assert!(local.check_url("http://[::1]:8080/cb").is_ok());
         assert_eq!(local.check_url("http://169.254.169.254/").unwrap_err(), CallbackUrlError::NotHttps);
@@ -245,7 +301,10 @@ mod tests {
         assert!(local.check_resolved(&u, &[ip("127.0.0.1")]).is_ok());
         assert_eq!(local.check_resolved(&u, &[ip("8.8.8.8")]).unwrap_err(), CallbackUrlError::NotHttps);
         let u = local.check_url("https://metadata.example/").unwrap();
-        assert_eq!(local.check_resolved(&u, &[ip("169.254.169.254")]).unwrap_err(), CallbackUrlError::Blocked(ip("169.254.169.254")));
+        assert_eq!(
+            local.check_resolved(&u, &[ip("169.254.169.254")]).unwrap_err(),
+            CallbackUrlError::Blocked(ip("169.254.169.254"))
+        );
         assert!(local.check_resolved(&u, &[ip("8.8.8.8")]).is_ok());
     }
 }

@@ -32,10 +32,7 @@ pub struct Notification {
 
 /// The idempotency key of a Greenhouse delivery: its `Greenhouse-Event-ID`, else a body hash.
 pub fn delivery_key(greenhouse_event_id: Option<&str>, body: &[u8]) -> String {
-    match greenhouse_event_id
-        .map(str::trim)
-        .filter(|id| !id.is_empty())
-    {
+    match greenhouse_event_id.map(str::trim).filter(|id| !id.is_empty()) {
         Some(id) => format!("gh:{id}"),
         None => format!("sha256:{}", hex::encode(Sha256::digest(body))),
     }
@@ -73,12 +70,7 @@ pub fn topic(instance_id: i64) -> String {
 
 /// Builds the notifications for one delivery: parts of at most 20 events, each carrying `raw`
 /// copied byte for byte (never re-serialised), so big integers and escapes arrive as sent.
-pub fn build(
-    ctx: &Context<'_>,
-    delivery_key: &str,
-    raw: &str,
-    events: &[MappedEvent],
-) -> Vec<Notification> {
+pub fn build(ctx: &Context<'_>, delivery_key: &str, raw: &str, events: &[MappedEvent]) -> Vec<Notification> {
     let empty: [MappedEvent; 0] = [];
     let mut chunks: Vec<&[MappedEvent]> = events.chunks(MAX_EVENTS_PER_NOTIFICATION).collect();
     if chunks.is_empty() {
@@ -91,11 +83,7 @@ pub fn build(
             let part = part as u32;
             let event_id = event_id(ctx.instance_id, delivery_key, part);
             let body = write_body(ctx, &event_id, raw, events);
-            Notification {
-                event_id,
-                part,
-                body,
-            }
+            Notification { event_id, part, body }
         })
         .collect()
 }
@@ -115,10 +103,7 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
 
 /// Writes a string this module generated (UUID-shaped ids, RFC 3339 dates): nothing to escape.
 fn json_plain(out: &mut Vec<u8>, s: &str) {
-    debug_assert!(
-        s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b':' | b'+'))
-    );
+    debug_assert!(s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b':' | b'+')));
     out.push(b'"');
     out.extend_from_slice(s.as_bytes());
     out.push(b'"');
@@ -190,13 +175,7 @@ pub fn elements_signature(key: &[u8], body: &[u8]) -> String {
 /// `<webhook-id>.<webhook-timestamp>.<body>`. It covers the attempt's timestamp, so it is
 /// computed per attempt.
 pub fn standard_signature(key: &[u8], event_id: &str, timestamp: &str, body: &[u8]) -> String {
-    format!(
-        "v1,{}",
-        hmac_base64(
-            key,
-            &[event_id.as_bytes(), b".", timestamp.as_bytes(), b".", body]
-        )
-    )
+    format!("v1,{}", hmac_base64(key, &[event_id.as_bytes(), b".", timestamp.as_bytes(), b".", body]))
 }
 
 /// The headers of one attempt. `timestamp` is the attempt's unix time: Standard Webhooks
@@ -216,10 +195,7 @@ pub fn headers(
         let ts = timestamp.to_string();
         h.push(("elements-webhook-signature", elements_signature(key, body)));
         h.push(("webhook-id", event_id.to_owned()));
-        h.push((
-            "webhook-signature",
-            standard_signature(key, event_id, &ts, body),
-        ));
+        h.push(("webhook-signature", standard_signature(key, event_id, &ts, body)));
         h.push(("webhook-timestamp", ts));
     }
     h
@@ -261,8 +237,7 @@ mod tests {
     #[test]
     fn body_is_the_documented_envelope() {
         let tags = vec!["acme".to_owned()];
-        let raw =
-            r#"{"action":"hire_candidate","payload":{"n":123456789012345678901,"s":"\u003c\/"}}"#;
+        let raw = r#"{"action":"hire_candidate","payload":{"n":123456789012345678901,"s":"\u003c\/"}}"#;
         let events = vec![MappedEvent {
             object_type: Cow::Borrowed("applications"),
             object_id: Some("7".into()),
@@ -327,25 +302,14 @@ mod tests {
     fn signatures_follow_both_schemes() {
         let body = br#"{"id":"e"}"#;
         let h = headers(body, "e", Some(b"key"), 1_700_000_000);
-        let get = |n: &str| {
-            h.iter()
-                .find(|(k, _)| *k == n)
-                .map(|(_, v)| v.clone())
-                .unwrap()
-        };
+        let get = |n: &str| h.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()).unwrap();
         let mut mac = Hmac::<Sha256>::new_from_slice(b"key").unwrap();
         mac.update(body);
-        assert_eq!(
-            get("elements-webhook-signature"),
-            format!("sha256={}", BASE64.encode(mac.finalize().into_bytes()))
-        );
+        assert_eq!(get("elements-webhook-signature"), format!("sha256={}", BASE64.encode(mac.finalize().into_bytes())));
         let mut mac = Hmac::<Sha256>::new_from_slice(b"key").unwrap();
         mac.update(b"e.1700000000.");
         mac.update(body);
-        assert_eq!(
-            get("webhook-signature"),
-            format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
-        );
+        assert_eq!(get("webhook-signature"), format!("v1,{}", BASE64.encode(mac.finalize().into_bytes())));
         assert_eq!(get("webhook-timestamp"), "1700000000");
         assert_eq!(get("webhook-id"), "e");
         assert_eq!(get("elements-webhook-id"), "e");

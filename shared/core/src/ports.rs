@@ -37,12 +37,7 @@ impl Instance {
 #[async_trait]
 pub trait Instances: Send + Sync {
     /// Stores a new instance and assigns its id (ids are never reused).
-    async fn create(
-        &self,
-        spec: InstanceSpec,
-        token_hash: String,
-        created_at_ms: i64,
-    ) -> Result<Instance, StoreError>;
+    async fn create(&self, spec: InstanceSpec, token_hash: String, created_at_ms: i64) -> Result<Instance, StoreError>;
     /// A live (not deleted) instance.
     async fn get(&self, id: i64) -> Result<Option<Instance>, StoreError>;
     /// Live instances with an id above `after` (all when `None`), by id, at most `limit`.
@@ -194,24 +189,11 @@ pub trait Events: Send + Sync {
     /// duplicate later, never a loss.
     async fn accept(&self, accepted: Accepted) -> Result<AcceptOutcome, StoreError>;
     /// Newest first.
-    async fn list(
-        &self,
-        instance_id: i64,
-        query: &EventQuery,
-    ) -> Result<Vec<EventRecord>, StoreError>;
+    async fn list(&self, instance_id: i64, query: &EventQuery) -> Result<Vec<EventRecord>, StoreError>;
     /// One notification of the instance, with its attempts.
-    async fn get(
-        &self,
-        instance_id: i64,
-        event_id: &str,
-    ) -> Result<Option<EventRecord>, StoreError>;
+    async fn get(&self, instance_id: i64, event_id: &str) -> Result<Option<EventRecord>, StoreError>;
     /// Logs an attempt and moves the notification to its next step.
-    async fn record_attempt(
-        &self,
-        event: &QueuedEvent,
-        log: AttemptLog,
-        next: NextStep,
-    ) -> Result<(), StoreError>;
+    async fn record_attempt(&self, event: &QueuedEvent, log: AttemptLog, next: NextStep) -> Result<(), StoreError>;
     /// Starts a new attempt series for these notifications of the instance, now. Returns the
     /// ids that were queued again (unknown ids and pending ones are skipped, and with `only` those
     /// whose status is not that one any more: a list by status may lag behind).
@@ -240,12 +222,7 @@ pub trait Callback: Send + Sync {
     /// that does not resolve yields an empty list: it is judged again at delivery time.
     async fn resolve(&self, host: &str, port: u16) -> Vec<IpAddr>;
     /// POSTs `body` with `headers`, enforcing the network policy after DNS resolution.
-    async fn post(
-        &self,
-        url: &str,
-        headers: &[(&'static str, String)],
-        body: &[u8],
-    ) -> CallbackResponse;
+    async fn post(&self, url: &str, headers: &[(&'static str, String)], body: &[u8]) -> CallbackResponse;
 }
 
 pub trait Clock: Send + Sync {
@@ -256,10 +233,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
     }
 }
 
@@ -267,15 +241,13 @@ impl Clock for SystemClock {
 /// On every ingest's path: the calendar fields come from `time`, the digits are written
 /// directly (`time`'s generic formatter costs several times more).
 pub fn rfc3339(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let year = t.year();
     if !(0..=9999).contains(&year) {
         let f = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
         return t.format(&f).unwrap_or_default();
     }
-    let (month, day, hour, minute, second) =
-        (t.month() as u8, t.day(), t.hour(), t.minute(), t.second());
+    let (month, day, hour, minute, second) = (t.month() as u8, t.day(), t.hour(), t.minute(), t.second());
     let mut b = *b"0000-00-00T00:00:00Z";
     let two = |b: &mut [u8], v: u8| {
         b[0] = b'0' + v / 10;

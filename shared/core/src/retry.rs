@@ -25,7 +25,10 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptResult {
     /// Any HTTP answer: 2xx is success, the rest failures.
-    Answered { status: u16, retry_after: Option<Duration> },
+    Answered {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
     TimedOut,
     /// The destination is not allowed by the network policy (checked after DNS).
     Blocked,

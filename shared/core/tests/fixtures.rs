@@ -25,7 +25,8 @@ struct Fixture {
 
 fn load() -> (String, Vec<Fixture>) {
     let dir = fixtures_dir();
-    let sigs: Value = serde_json::from_slice(&std::fs::read(dir.join("_signatures.json")).expect("fixtures present")).unwrap();
+    let sigs: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("_signatures.json")).expect("fixtures present")).unwrap();
     let secret = sigs["secret_key"].as_str().unwrap().to_owned();
     let mut out = vec![];
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -34,7 +35,8 @@ fn load() -> (String, Vec<Fixture>) {
         if !name.ends_with(".json") || name.starts_with('_') {
             continue;
         }
-        let signature = sigs["signatures"][&name].as_str().unwrap_or_else(|| panic!("no signature for {name}")).to_owned();
+        let signature =
+            sigs["signatures"][&name].as_str().unwrap_or_else(|| panic!("no signature for {name}")).to_owned();
         out.push(Fixture { bytes: std::fs::read(&path).unwrap(), name, signature });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -46,7 +48,11 @@ fn load() -> (String, Vec<Fixture>) {
 fn table(action: &str) -> Option<(&'static str, &'static str, &'static [&'static str])> {
     Some(match action {
         "new_candidate_application" | "new_prospect_application" => ("applications", "CREATED", &["application", "id"]),
-        "application_updated" | "candidate_stage_change" | "hire_candidate" | "unhire_candidate" | "reject_candidate"
+        "application_updated"
+        | "candidate_stage_change"
+        | "hire_candidate"
+        | "unhire_candidate"
+        | "reject_candidate"
         | "unreject_candidate" => ("applications", "UPDATED", &["application", "id"]),
         "delete_application" => ("applications", "DELETED", &["application", "id"]),
         "update_candidate" => ("candidates", "UPDATED", &["candidate", "id"]),
@@ -77,7 +83,8 @@ fn expected(body: &Value) -> Vec<(String, String, String)> {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    let (object_type, event_type, path) = table(action).unwrap_or_else(|| panic!("fixture with unknown action {action}"));
+    let (object_type, event_type, path) =
+        table(action).unwrap_or_else(|| panic!("fixture with unknown action {action}"));
     let at = path.iter().fold(payload, |v, k| &v[*k]);
     let mut out = vec![(object_type.to_owned(), id(at), event_type.to_owned())];
     if action == "delete_candidate" {
@@ -117,13 +124,23 @@ fn every_fixture_verifies_only_with_its_key_and_exact_bytes() {
     for f in &fixtures {
         let sig = Some(f.signature.as_bytes());
         assert_eq!(greenhouse::verify_signature(sig, &f.bytes, &[&secret]), Ok(()), "{}", f.name);
-        assert_eq!(greenhouse::verify_signature(sig, &f.bytes, &["gh_fixture_secret_not_rea1"]), Err(SignatureError::Mismatch), "{}", f.name);
+        assert_eq!(
+            greenhouse::verify_signature(sig, &f.bytes, &["gh_fixture_secret_not_rea1"]),
+            Err(SignatureError::Mismatch),
+            "{}",
+            f.name
+        );
         // Any one byte changed breaks it; re-serialising (what a careless verifier does) too.
         let stride = (f.bytes.len() / 64).max(1);
         for i in (0..f.bytes.len()).step_by(stride).chain([f.bytes.len() - 1]) {
             let mut changed = f.bytes.clone();
             changed[i] ^= 0x01;
-            assert_eq!(greenhouse::verify_signature(sig, &changed, &[&secret]), Err(SignatureError::Mismatch), "{} byte {i}", f.name);
+            assert_eq!(
+                greenhouse::verify_signature(sig, &changed, &[&secret]),
+                Err(SignatureError::Mismatch),
+                "{} byte {i}",
+                f.name
+            );
         }
         let reserialised = serde_json::to_vec(&serde_json::from_slice::<Value>(&f.bytes).unwrap()).unwrap();
         assert!(greenhouse::verify_signature(sig, &reserialised, &[&secret]).is_err(), "{}", f.name);
@@ -136,7 +153,8 @@ fn every_fixture_maps_per_the_table_and_keeps_raw() {
     let inst = instance(&secret);
     for f in &fixtures {
         let body: Value = serde_json::from_slice(&f.bytes).unwrap();
-        let prepared = prepare(&inst, Some(f.signature.as_bytes()), Some("evt-1"), &f.bytes, 1_772_473_211_000).unwrap();
+        let prepared =
+            prepare(&inst, Some(f.signature.as_bytes()), Some("evt-1"), &f.bytes, 1_772_473_211_000).unwrap();
         if body["action"] == "ping" {
             let Prepared::Ping { web_hook_id } = prepared else { panic!("ping not recognised") };
             assert_eq!(web_hook_id.as_deref(), Some(body["payload"]["web_hook_id"].to_string().as_str()));
@@ -144,7 +162,9 @@ fn every_fixture_maps_per_the_table_and_keeps_raw() {
             assert!(matches!(w.mapping, Mapping::Ping { .. }));
             continue;
         }
-        let Prepared::Notifications { notifications, action, .. } = prepared else { panic!("{} not forwarded", f.name) };
+        let Prepared::Notifications { notifications, action, .. } = prepared else {
+            panic!("{} not forwarded", f.name)
+        };
         assert_eq!(action, body["action"].as_str().unwrap());
         let mut got = vec![];
         for n in &notifications {

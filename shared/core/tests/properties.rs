@@ -83,12 +83,7 @@ fn raw_of(notification: &[u8]) -> String {
         #[serde(borrow)]
         raw: &'a RawValue,
     }
-    serde_json::from_slice::<Outer>(notification)
-        .unwrap()
-        .message
-        .raw
-        .get()
-        .to_owned()
+    serde_json::from_slice::<Outer>(notification).unwrap().message.raw.get().to_owned()
 }
 
 proptest! {
@@ -208,11 +203,8 @@ fn the_deepest_accepted_body_stays_readable_downstream() {
     };
     let n = &notifications[0];
     assert!(serde_json::from_slice::<Value>(&n.body).is_ok());
-    let mut record = relay_core::ports::EventRecord::listed(
-        n.event_id.clone(),
-        7,
-        relay_core::ports::EventStatus::Pending,
-    );
+    let mut record =
+        relay_core::ports::EventRecord::listed(n.event_id.clone(), 7, relay_core::ports::EventStatus::Pending);
     record.body = n.body.clone();
     let page = [b"[".as_slice(), &relay_core::manage::event_json(&record), b"]"].concat();
     let v: Value = serde_json::from_slice(&page).unwrap();

@@ -65,7 +65,9 @@ fn main() {
     let claim_dir = tempfile::tempdir().unwrap();
     let store = store_with(
         claim_dir.path(),
-        (0..HISTORY).map(|i| (format!("a{i}"), 1, "pending", Some(i))).chain((0..50).map(|i| (format!("b{i}"), 2, "pending", Some(HISTORY + i)))),
+        (0..HISTORY)
+            .map(|i| (format!("a{i}"), 1, "pending", Some(i)))
+            .chain((0..50).map(|i| (format!("b{i}"), 2, "pending", Some(HISTORY + i)))),
     );
     let cap = 48;
     let busy: HashSet<String> = (0..cap as i64).map(|i| format!("a{i}")).collect();
@@ -151,8 +153,16 @@ fn main() {
         v["median"]["point_estimate"].as_f64()
     };
     for (group, title, cases) in [
-        ("claim", "claim on a backlog of 100000 due notifications of one instance", ["none_at_cap", "busy_at_cap", "busy_at_cap_one_walk"]),
-        ("list", "events list of an instance with 100000 delivered and 5 failed", ["newest_5", "failed", "failed_without_index"]),
+        (
+            "claim",
+            "claim on a backlog of 100000 due notifications of one instance",
+            ["none_at_cap", "busy_at_cap", "busy_at_cap_one_walk"],
+        ),
+        (
+            "list",
+            "events list of an instance with 100000 delivered and 5 failed",
+            ["newest_5", "failed", "failed_without_index"],
+        ),
     ] {
         let Some(base) = median(group, cases[0]) else { continue };
         println!("\n{title} (median, ratio to {}):", cases[0]);

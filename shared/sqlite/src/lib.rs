@@ -169,7 +169,9 @@ impl SqliteStore {
                      WHERE status = 'pending' AND next_attempt_at <= ?1
                      ORDER BY next_attempt_at LIMIT ?2",
                 )?;
-                let rows = stmt.query_map(params![now_ms, (limit + in_flight.len()) as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                let rows = stmt.query_map(params![now_ms, (limit + in_flight.len()) as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
                 for row in rows {
                     candidates.push(row?);
                 }
@@ -193,7 +195,8 @@ impl SqliteStore {
                     let busy = per_instance.get(&id).copied().unwrap_or(0);
                     // Its own in-flight rows come back too (still pending): ask for that many more.
                     let want = limit.min(cap - busy) + busy;
-                    let rows = oldest.query_map(params![id, now_ms, want as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                    let rows = oldest
+                        .query_map(params![id, now_ms, want as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
                     for row in rows {
                         candidates.push(row?);
                     }
@@ -212,11 +215,19 @@ impl SqliteStore {
                     }
                 }
             }
-            let mut row = tx.prepare_cached("SELECT event_id, instance_id, series, attempts, body FROM events WHERE event_id = ?1")?;
+            let mut row = tx.prepare_cached(
+                "SELECT event_id, instance_id, series, attempts, body FROM events WHERE event_id = ?1",
+            )?;
             let mut out = Vec::with_capacity(chosen.len());
             for event_id in chosen {
                 out.push(row.query_row([event_id], |r| {
-                    Ok(QueuedEvent { event_id: r.get(0)?, instance_id: r.get(1)?, series: r.get(2)?, attempts: r.get(3)?, body: r.get(4)? })
+                    Ok(QueuedEvent {
+                        event_id: r.get(0)?,
+                        instance_id: r.get(1)?,
+                        series: r.get(2)?,
+                        attempts: r.get(3)?,
+                        body: r.get(4)?,
+                    })
                 })?);
             }
             Ok(out)
@@ -246,7 +257,10 @@ impl SqliteStore {
                      (SELECT event_id FROM events WHERE status = 'delivered' AND updated_at < ?1)",
                     [delivered_before_ms],
                 )?;
-                let events = c.execute("DELETE FROM events WHERE status = 'delivered' AND updated_at < ?1", [delivered_before_ms])?;
+                let events = c.execute(
+                    "DELETE FROM events WHERE status = 'delivered' AND updated_at < ?1",
+                    [delivered_before_ms],
+                )?;
                 Ok(keys + events)
             },
             |_, _| {},
@@ -387,12 +401,16 @@ impl Instances for SqliteStore {
     async fn delete(&self, id: i64) -> Result<bool, StoreError> {
         let now = SystemClock.now_ms();
         self.write(
-            move |c| Ok(c.execute("UPDATE instances SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL", params![id, now])? > 0),
+            move |c| {
+                Ok(c.execute(
+                    "UPDATE instances SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL",
+                    params![id, now],
+                )? > 0)
+            },
             move |deleted, shared| {
-                if *deleted
-                    && let Ok(mut m) = shared.instances.write() {
-                        m.remove(&id);
-                    }
+                if *deleted && let Ok(mut m) = shared.instances.write() {
+                    m.remove(&id);
+                }
             },
         )
         .await
@@ -407,9 +425,10 @@ impl Instances for SqliteStore {
             },
             move |_, shared| {
                 if let Ok(mut m) = shared.instances.write()
-                    && let Some(i) = m.get_mut(&id) {
-                        i.last_ping = Some(ping);
-                    }
+                    && let Some(i) = m.get_mut(&id)
+                {
+                    i.last_ping = Some(ping);
+                }
             },
         )
         .await
@@ -503,7 +522,13 @@ impl Events for SqliteStore {
         .await
     }
 
-    async fn redeliver(&self, instance_id: i64, event_ids: &[String], only: Option<EventStatus>, now_ms: i64) -> Result<Vec<String>, StoreError> {
+    async fn redeliver(
+        &self,
+        instance_id: i64,
+        event_ids: &[String],
+        only: Option<EventStatus>,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
         let ids = event_ids.to_vec();
         let only = only.map(|s| s.as_str());
         self.write(

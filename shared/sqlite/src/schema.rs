@@ -108,7 +108,12 @@ pub fn load_instance(conn: &Connection, id: i64) -> rusqlite::Result<Option<Inst
 }
 
 /// The instance's notifications matching `q` (or just `only`, when given), newest first.
-pub fn list_events(conn: &Connection, instance_id: i64, q: &EventQuery, only: Option<&str>) -> rusqlite::Result<Vec<EventRecord>> {
+pub fn list_events(
+    conn: &Connection,
+    instance_id: i64,
+    q: &EventQuery,
+    only: Option<&str>,
+) -> rusqlite::Result<Vec<EventRecord>> {
     let mut sql = format!(
         "SELECT event_id, instance_id, part, action, status, created_at, updated_at, next_attempt_at,
                 dead_letter_reason, series, {}
@@ -136,24 +141,23 @@ pub fn list_events(conn: &Connection, instance_id: i64, q: &EventQuery, only: Op
     sql.push_str(" ORDER BY created_at DESC, event_id DESC LIMIT ?");
     args.push(Sql::Integer(q.limit.min(i64::MAX as usize) as i64));
     let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt
-        .query_map(params_from_iter(args), |r| {
-            let status: String = r.get(4)?;
-            Ok(EventRecord {
-                event_id: r.get(0)?,
-                instance_id: r.get(1)?,
-                part: r.get(2)?,
-                action: r.get(3)?,
-                status: EventStatus::parse(&status).unwrap_or(EventStatus::Pending),
-                created_at_ms: r.get(5)?,
-                updated_at_ms: r.get(6)?,
-                next_attempt_at_ms: r.get(7)?,
-                dead_letter_reason: r.get(8)?,
-                series: r.get(9)?,
-                attempts: vec![],
-                body: r.get(10)?,
-            })
-        })?;
+    let rows = stmt.query_map(params_from_iter(args), |r| {
+        let status: String = r.get(4)?;
+        Ok(EventRecord {
+            event_id: r.get(0)?,
+            instance_id: r.get(1)?,
+            part: r.get(2)?,
+            action: r.get(3)?,
+            status: EventStatus::parse(&status).unwrap_or(EventStatus::Pending),
+            created_at_ms: r.get(5)?,
+            updated_at_ms: r.get(6)?,
+            next_attempt_at_ms: r.get(7)?,
+            dead_letter_reason: r.get(8)?,
+            series: r.get(9)?,
+            attempts: vec![],
+            body: r.get(10)?,
+        })
+    })?;
     let (mut events, mut bytes) = (Vec::<EventRecord>::new(), 0);
     for row in rows {
         let e = row?;

@@ -94,9 +94,20 @@ struct Claim {
 }
 
 impl Claim {
-    fn new(in_flight: &Arc<Mutex<InFlight>>, finished: &Arc<Notify>, event: &QueuedEvent, permit: OwnedSemaphorePermit) -> Self {
+    fn new(
+        in_flight: &Arc<Mutex<InFlight>>,
+        finished: &Arc<Notify>,
+        event: &QueuedEvent,
+        permit: OwnedSemaphorePermit,
+    ) -> Self {
         lock(in_flight).add(&event.event_id, event.instance_id);
-        Claim { in_flight: in_flight.clone(), finished: finished.clone(), event_id: event.event_id.clone(), instance_id: event.instance_id, permit: Some(permit) }
+        Claim {
+            in_flight: in_flight.clone(),
+            finished: finished.clone(),
+            event_id: event.event_id.clone(),
+            instance_id: event.instance_id,
+            permit: Some(permit),
+        }
     }
 }
 
@@ -168,9 +179,12 @@ impl Worker {
             for event in claimed {
                 let Ok(permit) = permits.clone().try_acquire_owned() else { break };
                 let claim = Claim::new(&in_flight, &finished, &event, permit);
-                let (store, callback, clock, config) = (self.store.clone(), self.callback.clone(), self.clock.clone(), self.config.delivery);
+                let (store, callback, clock, config) =
+                    (self.store.clone(), self.callback.clone(), self.clock.clone(), self.config.delivery);
                 tasks.spawn(async move {
-                    if let Err(e) = delivery::deliver(&store, &store, callback.as_ref(), clock.as_ref(), config, &event).await {
+                    if let Err(e) =
+                        delivery::deliver(&store, &store, callback.as_ref(), clock.as_ref(), config, &event).await
+                    {
                         // Not recorded: the notification stays pending and is attempted again.
                         tracing::error!(event_id = %event.event_id, error = %e, "could not record a delivery attempt");
                     }
@@ -178,10 +192,8 @@ impl Worker {
                 });
             }
         }
-        let drained = tokio::time::timeout(self.config.drain_timeout, async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await;
+        let drained =
+            tokio::time::timeout(self.config.drain_timeout, async { while tasks.join_next().await.is_some() {} }).await;
         if drained.is_err() {
             tracing::warn!(left = tasks.len(), "shutdown: deliveries still in flight are abandoned; they stay pending");
         }

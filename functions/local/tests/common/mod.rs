@@ -108,7 +108,11 @@ impl Receiver {
     }
 }
 
-async fn receive(State(state): State<Arc<ReceiverState>>, headers: HeaderMap, body: axum::body::Bytes) -> axum::response::Response {
+async fn receive(
+    State(state): State<Arc<ReceiverState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
     let at = Instant::now();
     let reply = state.script.lock().unwrap().pop_front().unwrap_or(Reply::status(200));
     state.log.lock().unwrap().push(Received { headers, body: body.to_vec(), at });
@@ -198,7 +202,8 @@ impl Server {
     }
 
     pub async fn events(&self, instance_id: i64, query: &str) -> Vec<Value> {
-        let (status, body) = self.call("GET", &format!("/instances/{instance_id}/events{query}"), Some(&admin()), None).await;
+        let (status, body) =
+            self.call("GET", &format!("/instances/{instance_id}/events{query}"), Some(&admin()), None).await;
         assert_eq!(status, 200, "{body}");
         body.as_array().cloned().unwrap()
     }

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use relay_aws::{DynamoStore, Env, Queue};
@@ -32,9 +32,7 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
         .http_client(http)
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "static",
-        ))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "static"))
         .load()
         .await
 }
@@ -55,19 +53,9 @@ pub async fn provision() -> Aws {
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let table = format!("relay-{suffix}");
     let attr = |n: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(n)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
+        AttributeDefinition::builder().attribute_name(n).attribute_type(ScalarAttributeType::S).build().unwrap()
     };
-    let key = |n: &str, t: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(n)
-            .key_type(t)
-            .build()
-            .unwrap()
-    };
+    let key = |n: &str, t: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(t).build().unwrap();
     dynamo
         .create_table()
         .table_name(&table)
@@ -85,11 +73,7 @@ pub async fn provision() -> Aws {
                 .index_name("gsi1")
                 .key_schema(key("gsi1pk", KeyType::Hash))
                 .key_schema(key("gsi1sk", KeyType::Range))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
+                .projection(Projection::builder().projection_type(ProjectionType::All).build())
                 .build()
                 .unwrap(),
         )
@@ -109,23 +93,12 @@ pub async fn provision() -> Aws {
         .update_time_to_live()
         .table_name(&table)
         .time_to_live_specification(
-            TimeToLiveSpecification::builder()
-                .attribute_name("expires_at")
-                .enabled(true)
-                .build()
-                .unwrap(),
+            TimeToLiveSpecification::builder().attribute_name("expires_at").enabled(true).build().unwrap(),
         )
         .send()
         .await
         .expect("ttl");
-    let dlq_url = sqs
-        .create_queue()
-        .queue_name(format!("dlq-{suffix}"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let dlq_url = sqs.create_queue().queue_name(format!("dlq-{suffix}")).send().await.unwrap().queue_url.unwrap();
     let dlq_arn = sqs
         .get_queue_attributes()
         .queue_url(&dlq_url)
@@ -151,22 +124,12 @@ pub async fn provision() -> Aws {
         .unwrap()
         .queue_url
         .unwrap();
-    Aws {
-        dynamo,
-        sqs,
-        table,
-        queue_url,
-        dlq_url,
-    }
+    Aws { dynamo, sqs, table, queue_url, dlq_url }
 }
 
 impl Aws {
     pub fn store(&self) -> DynamoStore {
-        DynamoStore::new(
-            self.dynamo.clone(),
-            self.table.clone(),
-            Queue::new(self.sqs.clone(), self.queue_url.clone()),
-        )
+        DynamoStore::new(self.dynamo.clone(), self.table.clone(), Queue::new(self.sqs.clone(), self.queue_url.clone()))
     }
 
     pub fn env(&self) -> Env {
@@ -224,10 +187,7 @@ impl Aws {
 }
 
 pub fn loopback_policy() -> NetworkPolicy {
-    NetworkPolicy {
-        allow: NetworkPolicy::parse_allow_list("127.0.0.0/8").unwrap(),
-        allow_http_to_allowed_nets: true,
-    }
+    NetworkPolicy { allow: NetworkPolicy::parse_allow_list("127.0.0.0/8").unwrap(), allow_http_to_allowed_nets: true }
 }
 
 type Requests = Arc<Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>;
@@ -244,17 +204,15 @@ impl Receiver {
         let got: Requests = Arc::default();
         let script: Arc<Mutex<Vec<u16>>> = Arc::default();
         let (g, s) = (got.clone(), script.clone());
-        let app = axum::Router::new().fallback(
-            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                let (g, s) = (g.clone(), s.clone());
-                async move {
-                    g.lock().unwrap().push((headers, body.to_vec()));
-                    let mut s = s.lock().unwrap();
-                    let status = if s.is_empty() { 200 } else { s.remove(0) };
-                    axum::http::StatusCode::from_u16(status).unwrap()
-                }
-            },
-        );
+        let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let (g, s) = (g.clone(), s.clone());
+            async move {
+                g.lock().unwrap().push((headers, body.to_vec()));
+                let mut s = s.lock().unwrap();
+                let status = if s.is_empty() { 200 } else { s.remove(0) };
+                axum::http::StatusCode::from_u16(status).unwrap()
+            }
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hooks", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -280,13 +238,8 @@ pub async fn call(
     for (k, v) in headers {
         req = req.header(*k, v);
     }
-    let resp = api
-        .handle(req.body(bytes::Bytes::from(body)).unwrap(), "test")
-        .await;
-    (
-        resp.status().as_u16(),
-        serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null),
-    )
+    let resp = api.handle(req.body(bytes::Bytes::from(body)).unwrap(), "test").await;
+    (resp.status().as_u16(), serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null))
 }
 
 pub fn admin() -> (&'static str, String) {

@@ -48,11 +48,7 @@ pub fn parse_webhook_reference(body: &[u8]) -> Result<Webhook<'_>, WebhookError>
         }
         _ => return Err(WebhookError::NotAWebhook),
     };
-    Ok(Webhook {
-        action,
-        raw,
-        mapping,
-    })
+    Ok(Webhook { action, raw, mapping })
 }
 
 enum Payload<'a> {
@@ -186,14 +182,10 @@ impl<'de> DeserializeSeed<'de> for PayloadSeed<'_> {
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         let action = self.0;
         if action == "ping" {
-            let web_hook_id = d.deserialize_map(PathVisitor {
-                head: "web_hook_id",
-                rest: &[],
-            })?;
+            let web_hook_id = d.deserialize_map(PathVisitor { head: "web_hook_id", rest: &[] })?;
             return Ok(Mapping::Ping { web_hook_id });
         }
-        if let Some(&(_, object_type, event_type, path)) = TABLE.iter().find(|row| row.0 == action)
-        {
+        if let Some(&(_, object_type, event_type, path)) = TABLE.iter().find(|row| row.0 == action) {
             let (head, rest) = path.split_first().expect("table paths are not empty");
             let object_id = d.deserialize_map(PathVisitor { head, rest })?;
             return Ok(Mapping::Events(vec![MappedEvent {
@@ -203,9 +195,7 @@ impl<'de> DeserializeSeed<'de> for PayloadSeed<'_> {
             }]));
         }
         match action {
-            "delete_candidate" | "merge_candidate" => {
-                Ok(map_person(action, d.deserialize_map(PersonPayload)?))
-            }
+            "delete_candidate" | "merge_candidate" => Ok(map_person(action, d.deserialize_map(PersonPayload)?)),
             _ => Ok(map_unknown(d.deserialize_map(FirstObjectWithId)?)),
         }
     }
@@ -464,9 +454,26 @@ mod differential {
     /// What is not JSON (or not for `Value`: lone surrogates), rarely, among the leaves.
     fn broken() -> impl Strategy<Value = String> {
         prop::sample::select(vec![
-            "01", "1.", ".5", "-", "1e", "+1", "0x1", "tru", "nul", "NaN", r#""\x""#, "\"a\tb\"",
-            "\"\u{1}\"", r#""\u12g4""#, r#""\ud83d""#, r#""\ude00""#, r#""\ud83d\u0041""#,
-            r#""\ud83d\ud83d""#, r#""\ud83d\""#, r#""\ud83d\u""#,
+            "01",
+            "1.",
+            ".5",
+            "-",
+            "1e",
+            "+1",
+            "0x1",
+            "tru",
+            "nul",
+            "NaN",
+            r#""\x""#,
+            "\"a\tb\"",
+            "\"\u{1}\"",
+            r#""\u12g4""#,
+            r#""\ud83d""#,
+            r#""\ude00""#,
+            r#""\ud83d\u0041""#,
+            r#""\ud83d\ud83d""#,
+            r#""\ud83d\""#,
+            r#""\ud83d\u""#,
         ])
         .prop_map(str::to_owned)
     }
@@ -521,9 +528,26 @@ mod differential {
     /// rule read them, among other members, in any order, sometimes repeated.
     fn payload() -> impl Strategy<Value = String> {
         let member = prop_oneof![
-            (prop::sample::select(vec!["application", "candidate", "job", "offer", "job_post", "interview", "scorecard", "department", "office", "job_interview_stage", "hiring_team"]), id(), value())
+            (
+                prop::sample::select(vec![
+                    "application",
+                    "candidate",
+                    "job",
+                    "offer",
+                    "job_post",
+                    "interview",
+                    "scorecard",
+                    "department",
+                    "office",
+                    "job_interview_stage",
+                    "hiring_team"
+                ]),
+                id(),
+                value()
+            )
                 .prop_map(|(k, id, v)| format!("\"{k}\": {{\"x\": {v}, \"id\": {id}}}")),
-            (prop::sample::select(vec!["id", "candidate_id", "web_hook_id"]), id()).prop_map(|(k, id)| format!("\"{k}\":{id}")),
+            (prop::sample::select(vec!["id", "candidate_id", "web_hook_id"]), id())
+                .prop_map(|(k, id)| format!("\"{k}\":{id}")),
             person(),
             (key(), value()).prop_map(|(k, v)| format!("{k}: {v}")),
         ];
@@ -543,7 +567,8 @@ mod differential {
             },
         };
         let (head, rest) = (path[0].clone(), path[1..].to_vec());
-        let head: BoxedStrategy<String> = if head.starts_with('[') { "[a-z_]{1,10}".boxed() } else { Just(head).boxed() };
+        let head: BoxedStrategy<String> =
+            if head.starts_with('[') { "[a-z_]{1,10}".boxed() } else { Just(head).boxed() };
         prop_oneof![
             4 => (head, id(), value()).prop_map(move |(head, id, v)| Some(match rest.first() {
                 None => format!("\"{head}\": {id}"),
@@ -585,14 +610,15 @@ mod differential {
             1 => action_and_payload.clone().prop_map(|(_, p)| p),
             4 => (key(), value()).prop_map(|(k, v)| format!("{k}:{v}")),
         ];
-        let envelope = (action_and_payload, any::<bool>(), prop::collection::vec((member, any::<prop::sample::Index>()), 0..3))
-            .prop_map(|((a, p), payload_first, extra)| {
-                let mut members = if payload_first { vec![p, a] } else { vec![a, p] };
-                for (m, at) in extra {
-                    members.insert(at.index(members.len() + 1), m);
-                }
-                members
-            });
+        let envelope =
+            (action_and_payload, any::<bool>(), prop::collection::vec((member, any::<prop::sample::Index>()), 0..3))
+                .prop_map(|((a, p), payload_first, extra)| {
+                    let mut members = if payload_first { vec![p, a] } else { vec![a, p] };
+                    for (m, at) in extra {
+                        members.insert(at.index(members.len() + 1), m);
+                    }
+                    members
+                });
         prop_oneof![
             8 => (envelope, ws()).prop_map(|(m, w)| format!("{w}{{{}}}{w}", m.join(","))),
             1 => value(),
@@ -623,7 +649,10 @@ mod differential {
         let mut out: Vec<String> = std::fs::read_dir(&dir)
             .expect("fixtures present")
             .map(|e| e.expect("readable").path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json") && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('_')))
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "json")
+                    && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('_'))
+            })
             .map(|p| std::fs::read_to_string(p).expect("UTF-8 fixture"))
             .collect();
         out.sort();
@@ -662,7 +691,13 @@ mod differential {
                 Err(_) => syntax += 1,
             }
         }
-        for (what, n) in [("events", events), ("with an id", with_id), ("pings", pings), ("wrong shape", shape), ("not JSON", syntax)] {
+        for (what, n) in [
+            ("events", events),
+            ("with an id", with_id),
+            ("pings", pings),
+            ("wrong shape", shape),
+            ("not JSON", syntax),
+        ] {
             assert!(n >= 10, "{what}: {n} of 1000");
         }
     }
