@@ -92,8 +92,11 @@ tools-wrk:
 	@command -v wrk >/dev/null || { echo "installing wrk (apt-get install wrk)"; \
 	  (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null; }
 
-fmt:
+fmt: ## rustfmt the workspace and the fuzz crate (rustfmt.toml: width 120)
 	$(CARGO) fmt --all
+	cd fuzz && $(CARGO) fmt
 
-lint:
+lint: ## rustfmt check + clippy with warnings as errors (.ci/run runs it)
+	$(CARGO) fmt --all --check
+	cd fuzz && $(CARGO) fmt --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
