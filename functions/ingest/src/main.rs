@@ -5,6 +5,6 @@
 // runtime serves it as well, without starting a worker thread per core during init (~0.4 ms of
 // the cold start, `make coldstart`).
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_http::Error> {
+async fn main() -> Result<(), lambda_runtime::Error> {
     relay_aws::lambda::run_http().await
 }

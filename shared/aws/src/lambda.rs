@@ -4,11 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::encodings::Body;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use lambda_http::request::RequestContext;
-use lambda_http::{Body, RequestExt};
-use relay_core::api::{Api, ApiConfig, PublicBaseUrl};
+use lambda_runtime::LambdaEvent;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use relay_core::api::{Api, ApiConfig, ApiError, PublicBaseUrl};
 use relay_core::delivery::{self, DeliveryConfig};
 use relay_core::network::NetworkPolicy;
 use relay_core::ports::{Callback, Clock, Events, Instances, NextStep, QueuedEvent, SystemClock};
@@ -90,15 +94,15 @@ pub fn init_tracing() {
 
 /// The whole `main` of an HTTP function (ingest, instances): state once per cold start, then
 /// every API Gateway request through the shared router.
-pub async fn run_http() -> Result<(), lambda_http::Error> {
+pub async fn run_http() -> Result<(), lambda_runtime::Error> {
     init_tracing();
     let env = Env::from_env()?;
     let store = store(&env).await?;
     let callback = Arc::new(relay_callback::HttpCallback::new(env.policy.clone(), env.attempt_timeout)?);
     let api = api(&env, store, callback);
-    lambda_http::run(lambda_http::service_fn(|req| {
+    lambda_runtime::run(lambda_runtime::service_fn(|event: LambdaEvent<ApiGatewayV2httpRequest>| {
         let api = &api;
-        async move { Ok::<_, lambda_http::Error>(handle_http(api, req).await) }
+        async move { Ok::<_, lambda_runtime::Error>(handle_http(api, event).await) }
     }))
     .await
 }
@@ -167,40 +171,112 @@ pub fn api(env: &Env, store: DynamoStore, callback: Arc<dyn Callback>) -> Api {
     }
 }
 
+/// Bytes a URI path keeps as they are (RFC 3986 `pchar`, `/`, and `%` so that escapes stay
+/// escapes); every other byte, non-ASCII ones included, is percent-encoded.
+const PATH_KEEPS: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'!')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'*')
+    .remove(b'+')
+    .remove(b',')
+    .remove(b';')
+    .remove(b'=')
+    .remove(b':')
+    .remove(b'@')
+    .remove(b'/')
+    .remove(b'%');
+/// A query keeps `?` too.
+const QUERY_KEEPS: &AsciiSet = &PATH_KEEPS.remove(b'?');
+
 /// One API Gateway (HTTP API, payload 2.0) request through the shared router.
-pub async fn handle_http(api: &Api, req: lambda_http::Request) -> http::Response<Body> {
-    let mut request_id = req.lambda_context_ref().map(|c| c.request_id.clone()).unwrap_or_default();
-    let mut base = None;
-    if let Some(RequestContext::ApiGatewayV2(ctx)) = req.request_context_ref() {
-        if let Some(id) = &ctx.request_id {
-            request_id = id.clone();
-        }
-        if let Some(domain) = &ctx.domain_name {
-            base = Some(match ctx.stage.as_deref() {
-                None | Some("$default") => format!("https://{domain}"),
-                Some(stage) => format!("https://{domain}/{stage}"),
-            });
-        }
-    }
-    if request_id.is_empty() {
-        request_id = uuid::Uuid::new_v4().to_string();
-    }
-    let (parts, body) = req.into_parts();
-    let bytes = match body {
-        Body::Empty => Bytes::new(),
-        Body::Text(t) => Bytes::from(t),
-        Body::Binary(b) => Bytes::from(b),
-        _ => Bytes::new(),
+///
+/// The event becomes an `http::Request` here rather than in `lambda_http`, whose conversion
+/// panics on a raw query string holding a byte `http::Uri` refuses (a space, `"`, `{`, `|`...:
+/// aws-lambda-rust-runtime#515), so that any client could make the function fail (500, and the
+/// errors alarm) with one odd URL. Here such bytes are percent-encoded, which the router decodes
+/// back: the request means what it meant. `tests/http_events.rs` holds this conversion to
+/// `lambda_http`'s wherever that one does not panic.
+pub async fn handle_http(api: &Api, event: LambdaEvent<ApiGatewayV2httpRequest>) -> ApiGatewayV2httpResponse {
+    let LambdaEvent { payload, context } = event;
+    let ctx = &payload.request_context;
+    let request_id = [ctx.request_id.as_deref(), Some(context.request_id.as_str())]
+        .into_iter()
+        .flatten()
+        .find(|id| !id.is_empty())
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let response = match request(payload) {
+        Ok(req) => api.handle(req, &request_id).await,
+        Err(e) => ApiError::BadRequest(e).into_response(&request_id),
     };
-    let mut req = http::Request::from_parts(parts, bytes);
-    if let Some(b) = base {
-        req.extensions_mut().insert(PublicBaseUrl(b));
+    let (parts, body) = response.into_parts();
+    let mut out = ApiGatewayV2httpResponse::default();
+    out.status_code = i64::from(parts.status.as_u16());
+    out.headers = parts.headers;
+    (out.body, out.is_base64_encoded) = match String::from_utf8(body.to_vec()) {
+        Ok(text) if text.is_empty() => (None, false),
+        Ok(text) => (Some(Body::Text(text)), false),
+        Err(e) => (Some(Body::Binary(e.into_bytes())), true),
+    };
+    out
+}
+
+/// The `http::Request` an API Gateway event stands for: `rawPath` (without the stage, for a
+/// named stage) and `rawQueryString`, bytes a URI cannot hold percent-encoded; the headers; the
+/// body, base64-decoded when API Gateway encoded it; the public base URL of the API (its domain
+/// and stage) as the `PublicBaseUrl` extension.
+pub fn request(event: ApiGatewayV2httpRequest) -> Result<http::Request<Bytes>, String> {
+    let ctx = event.request_context;
+    let stage = ctx.stage.as_deref().filter(|s| !s.is_empty() && *s != "$default");
+    let mut path = event.raw_path.unwrap_or_default();
+    if let Some(stage) = stage
+        && let Some(rest) = path.strip_prefix(&format!("/{stage}"))
+        && (rest.is_empty() || rest.starts_with('/'))
+    {
+        path = rest.to_owned();
     }
-    let resp = api.handle(req, &request_id).await;
-    resp.map(|b| match String::from_utf8(b.to_vec()) {
-        Ok(text) => Body::Text(text),
-        Err(e) => Body::Binary(e.into_bytes()),
-    })
+    if !path.starts_with('/') {
+        path.insert(0, '/');
+    }
+    let mut uri = utf8_percent_encode(&path, PATH_KEEPS).to_string();
+    if let Some(query) = event.raw_query_string.as_deref().filter(|q| !q.is_empty()) {
+        uri.push('?');
+        uri.extend(utf8_percent_encode(query, QUERY_KEEPS));
+    }
+    let body = match event.body {
+        None => Bytes::new(),
+        Some(b) if event.is_base64_encoded => {
+            Bytes::from(BASE64.decode(b).map_err(|e| format!("the body is not valid base64: {e}"))?)
+        }
+        Some(b) => Bytes::from(b),
+    };
+    let mut req = http::Request::builder()
+        .method(ctx.http.method)
+        .uri(uri)
+        .body(body)
+        .map_err(|e| format!("the request's URL cannot be read: {e}"))?;
+    *req.headers_mut() = event.headers;
+    if let Some(cookies) = event.cookies.filter(|c| !c.is_empty())
+        && let Ok(v) = http::HeaderValue::from_str(&cookies.join("; "))
+    {
+        req.headers_mut().insert(http::header::COOKIE, v);
+    }
+    if let Some(domain) = ctx.domain_name.filter(|d| !d.is_empty()) {
+        let base = match stage {
+            None => format!("https://{domain}"),
+            Some(stage) => format!("https://{domain}/{stage}"),
+        };
+        req.extensions_mut().insert(PublicBaseUrl(base));
+    }
+    Ok(req)
 }
 
 /// The delivery function's state, built once per cold start.
