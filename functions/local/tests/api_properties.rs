@@ -474,9 +474,14 @@ impl World {
             });
             c.as_object_mut().unwrap().extend(configuration.as_object().unwrap().clone());
             let body = json!({"element": {"key": "greenhouse"}, "name": "setup", "configuration": c});
-            let (status, v) =
-                world.send(rt, Method::POST, "/instances", Some(&admin()), vec![], serde_json::to_vec(&body).unwrap());
-            assert_eq!(status, 200, "{v}");
+            let v = ok(world.request(
+                rt,
+                Method::POST,
+                "/instances",
+                Some(&admin()),
+                vec![],
+                serde_json::to_vec(&body).unwrap(),
+            ));
             let key = v["webhookSecret"].as_str().map(str::to_owned).unwrap_or(VENDOR_1.to_owned());
             secrets.push(key.clone());
             secrets.push(v["token"].as_str().unwrap().to_owned());
@@ -485,25 +490,17 @@ impl World {
         let body = fixture("hire_candidate.json");
         let sig = greenhouse_signature(VENDOR_1, &body);
         let id = world.known.instances[0].0;
-        let (status, v) =
-            world.send(rt, Method::POST, &format!("/events/greenhouse/{id}"), None, vec![("signature", sig)], body);
-        assert_eq!(status, 200, "{v}");
+        let v = ok(world.request(
+            rt,
+            Method::POST,
+            &format!("/events/greenhouse/{id}"),
+            None,
+            vec![("signature", sig)],
+            body,
+        ));
         world.known.events.push(v["eventId"].as_str().unwrap().to_owned());
         world.known.secrets = secrets;
         world
-    }
-
-    fn send(
-        &mut self,
-        rt: &tokio::runtime::Runtime,
-        method: Method,
-        uri: &str,
-        auth: Option<&str>,
-        headers: Vec<(&'static str, String)>,
-        body: Vec<u8>,
-    ) -> (u16, Value) {
-        let r = self.request(rt, method, uri, auth, headers, body);
-        (r.status().as_u16(), serde_json::from_slice(r.body()).unwrap_or(Value::Null))
     }
 
     fn request(
@@ -678,6 +675,13 @@ impl World {
         }
         Ok(Some((status, duplicate)))
     }
+}
+
+/// The JSON of a response that must be a 200 (the setup's calls).
+fn ok(r: Response<Bytes>) -> Value {
+    let v = serde_json::from_slice(r.body()).unwrap_or(Value::Null);
+    assert_eq!(r.status(), 200, "{v}");
+    v
 }
 
 fn diff(before: &[String], after: &[String]) -> String {

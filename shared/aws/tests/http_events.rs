@@ -175,6 +175,25 @@ fn a_base64_body_is_decoded_and_a_bad_one_is_a_400_not_a_crash() {
     assert!(ours(&v).unwrap_err().contains("base64"));
 }
 
+/// Refused before the router (a body API Gateway encoded badly): still the router's error
+/// answer, with the request id, and no store touched.
+#[tokio::test]
+async fn a_bad_base64_body_gets_the_json_error_answer() {
+    let aws = provision().await;
+    let mut v = event("POST", "/events/greenhouse/1", "", &[], None, false);
+    v["body"] = json!("not base64!");
+    v["isBase64Encoded"] = json!(true);
+    let payload: ApiGatewayV2httpRequest = serde_json::from_value(v).unwrap();
+    let resp =
+        handle_http(&aws.api(), lambda_runtime::LambdaEvent::new(payload, lambda_runtime::Context::default())).await;
+    assert_eq!(resp.status_code, 400);
+    assert_eq!(resp.headers["x-request-id"], "sample-request-id");
+    let Some(Body::Text(text)) = &resp.body else { panic!("not a text body") };
+    let v: Value = serde_json::from_str(text).unwrap();
+    assert!(v["message"].as_str().unwrap().contains("base64"), "{v}");
+    assert_eq!(v["requestId"], "sample-request-id");
+}
+
 #[test]
 fn the_stage_is_not_part_of_the_route_but_is_part_of_the_public_url() {
     let mut v = event("GET", "/prod/instances/1", "", &[], None, false);

@@ -86,8 +86,17 @@ impl ApiError {
         if let ApiError::Unavailable = self {
             tracing::error!(request_id, "answered 503: storage unavailable");
         }
-        json_response(self.status(), &json!({"message": self.to_string(), "requestId": request_id}))
+        let r = json_response(self.status(), &json!({"message": self.to_string(), "requestId": request_id}));
+        with_request_id(r, request_id)
     }
+}
+
+/// Every answer names its request in `x-request-id`, as error bodies do in `requestId`.
+fn with_request_id(mut r: Response<Bytes>, request_id: &str) -> Response<Bytes> {
+    if let Ok(v) = header::HeaderValue::from_str(request_id) {
+        r.headers_mut().insert("x-request-id", v);
+    }
+    r
 }
 
 impl From<IngestError> for ApiError {
@@ -170,17 +179,13 @@ impl Api {
     pub async fn handle(&self, req: Request<Bytes>, request_id: &str) -> Response<Bytes> {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
-        let mut resp = match self.route(req).await {
-            Ok(r) => r,
+        match self.route(req).await {
+            Ok(r) => with_request_id(r, request_id),
             Err(e) => {
                 tracing::info!(request_id, %method, path, status = e.status().as_u16(), reason = %e, "request refused");
                 e.into_response(request_id)
             }
-        };
-        if let Ok(v) = header::HeaderValue::from_str(request_id) {
-            resp.headers_mut().insert("x-request-id", v);
         }
-        resp
     }
 
     fn manage(&self) -> Manage<'_> {
