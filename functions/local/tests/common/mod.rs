@@ -2,6 +2,10 @@
 //! Greenhouse-style signing.
 #![allow(dead_code)]
 
+pub mod calls;
+#[allow(unused_imports)]
+pub use calls::{fixture, greenhouse_signature};
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -222,12 +226,6 @@ impl Server {
     }
 }
 
-pub fn greenhouse_signature(key: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256 {}", hex::encode(mac.finalize().into_bytes()))
-}
-
 /// Checks both signature schemes of a received notification with the receiver's key.
 pub fn assert_signed(r: &Received, key: &str) {
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -243,11 +241,4 @@ pub fn assert_signed(r: &Received, key: &str) {
     assert!((ts.parse::<i64>().unwrap() - now).abs() < 300, "stale webhook-timestamp");
     assert_eq!(r.header("elements-webhook-id"), id);
     assert_eq!(r.json()["message"]["eventId"], id.as_str());
-}
-
-pub fn fixture(name: &str) -> Vec<u8> {
-    let dir = std::env::var("GREENHOUSE_FIXTURES")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/greenhouse"));
-    std::fs::read(dir.join(name)).unwrap()
 }
