@@ -6,7 +6,6 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-
 use std::sync::Arc;
 use std::time::Duration;
 
