@@ -10,9 +10,11 @@
 //! - a refused request, or any GET, left the store exactly as it was (every row of every table,
 //!   and the instances the store serves from memory);
 //! - no secret (admin secrets, Greenhouse keys, signature keys, instance tokens) appears in the
-//!   response, except the token and generated secret a creation returns, once.
+//!   response, except the token and generated secret a creation returns, once;
+//! - no secret at all appears in the log lines written meanwhile, at any level.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Method, Response};
@@ -65,8 +67,46 @@ fn snapshot(db: &Path, instances: &dyn Instances, rt: &tokio::runtime::Runtime) 
     out
 }
 
+/// The log lines written while a test runs, in the JSON the functions and `LOG_FORMAT=json` write.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    /// Captures this thread's events, at every level, until the guard is dropped.
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let subscriber =
+            tracing_subscriber::fmt().json().with_max_level(tracing::Level::TRACE).with_writer(self.clone()).finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    /// What was written since the last call.
+    fn take(&self) -> String {
+        String::from_utf8_lossy(&std::mem::take(&mut *self.0.lock().unwrap())).into_owned()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
+}
+
 struct World {
     _dir: tempfile::TempDir,
+    logs: Logs,
     db: std::path::PathBuf,
     store: SqliteStore,
     api: Api,
@@ -75,17 +115,22 @@ struct World {
 }
 
 impl World {
-    fn new(rt: &tokio::runtime::Runtime) -> World {
+    fn new(rt: &tokio::runtime::Runtime, logs: &Logs) -> World {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("relay.db");
         let store = SqliteStore::open(&db).unwrap();
         let api = local_router(store.clone(), USER, ORG);
-        let mut world = World { _dir: dir, db, store, api, known: Known::new(USER, ORG), serial: 0 };
+        let mut world =
+            World { _dir: dir, logs: logs.clone(), db, store, api, known: Known::new(USER, ORG), serial: 0 };
         let World { api, known, serial, .. } = &mut world;
         known.setup(|req| {
             *serial += 1;
             rt.block_on(api.handle(req, &format!("req-{serial}")))
         });
+        let setup = world.logs.take();
+        for secret in &world.known.secrets {
+            assert!(!setup.contains(secret.as_str()), "secret {secret:?} in the setup's logs:\n{setup}");
+        }
         world
     }
 
@@ -94,6 +139,7 @@ impl World {
     fn check(&mut self, rt: &tokio::runtime::Runtime, call: &Call) -> Result<Option<(u16, bool)>, TestCaseError> {
         let Some(req) = self.known.request(call) else { return Ok(None) };
         let uri = req.uri().to_string();
+        self.logs.take();
         let before = snapshot(&self.db, &self.store, rt);
         self.serial += 1;
         let request_id = format!("req-{}", self.serial);
@@ -138,6 +184,12 @@ impl World {
         for secret in &self.known.secrets {
             prop_assert!(!text.contains(secret.as_str()), "secret {secret:?} in the response: {context}");
         }
+        // Nor in a log line, the creation's own ones included.
+        let logs = self.logs.take();
+        let returned = ["token", "webhookSecret"].map(|f| v[f].as_str().filter(|_| created).map(str::to_owned));
+        for secret in self.known.secrets.iter().chain(returned.iter().flatten()) {
+            prop_assert!(!logs.contains(secret.as_str()), "secret {secret:?} in the logs: {context}\n{logs}");
+        }
 
         let after = snapshot(&self.db, &self.store, rt);
         if status >= 400 || call.method == Method::GET {
@@ -165,7 +217,9 @@ proptest! {
     #[test]
     fn any_request_gets_a_contract_answer_and_a_refusal_changes_nothing(calls in proptest::collection::vec(call(), 1..16)) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let mut world = World::new(&rt);
+        let logs = Logs::default();
+        let _capture = logs.install();
+        let mut world = World::new(&rt, &logs);
         for call in &calls {
             world.check(&rt, call)?;
         }
@@ -181,10 +235,12 @@ fn the_generated_requests_reach_every_outcome() {
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     let mut seen = std::collections::BTreeMap::<(&str, u16), usize>::new();
     let mut duplicates = 0;
-    let mut world = World::new(&rt);
+    let logs = Logs::default();
+    let _capture = logs.install();
+    let mut world = World::new(&rt, &logs);
     for n in 0..800 {
         if n % 40 == 0 {
-            world = World::new(&rt);
+            world = World::new(&rt, &logs);
         }
         let call = call().new_tree(&mut runner).unwrap().current();
         let Some((status, duplicate)) = world.check(&rt, &call).unwrap() else { continue };
@@ -208,4 +264,10 @@ fn the_generated_requests_reach_every_outcome() {
         }
     }
     assert!(duplicates > 0, "no duplicate delivery");
+    // The log capture sees the router's lines (so "no secret in the logs" is not vacuous).
+    logs.take();
+    let refused = http::Request::get("/instances").body(bytes::Bytes::new()).unwrap();
+    assert_eq!(rt.block_on(world.api.handle(refused, "req-x")).status(), 401);
+    let line = logs.take();
+    assert!(line.contains("request refused") && line.contains("req-x"), "{line}");
 }
