@@ -14,7 +14,6 @@
 //! - no secret at all appears in the log lines written meanwhile, at any level.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Method, Response};
@@ -28,7 +27,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 mod common;
-use common::calls::{Call, Known, call, cases, kind, local_router};
+use common::calls::{Call, Known, Logs, call, cases, kind, local_router};
 use common::{ORG, USER};
 
 /// Every row of every table, and the instances as the store serves them from memory.
@@ -65,43 +64,6 @@ fn snapshot(db: &Path, instances: &dyn Instances, rt: &tokio::runtime::Runtime) 
     let page = rt.block_on(instances.list(None, 500)).unwrap();
     out.extend(page.into_iter().map(|i| format!("{i:?}")));
     out
-}
-
-/// The log lines written while a test runs, in the JSON the functions and `LOG_FORMAT=json` write.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Logs {
-    /// Captures this thread's events, at every level, until the guard is dropped.
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let subscriber =
-            tracing_subscriber::fmt().json().with_max_level(tracing::Level::TRACE).with_writer(self.clone()).finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
-    /// What was written since the last call.
-    fn take(&self) -> String {
-        String::from_utf8_lossy(&std::mem::take(&mut *self.0.lock().unwrap())).into_owned()
-    }
-}
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
 }
 
 struct World {
@@ -218,7 +180,7 @@ proptest! {
     fn any_request_gets_a_contract_answer_and_a_refusal_changes_nothing(calls in proptest::collection::vec(call(), 1..16)) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let logs = Logs::default();
-        let _capture = logs.install();
+        let _capture = logs.install("trace");
         let mut world = World::new(&rt, &logs);
         for call in &calls {
             world.check(&rt, call)?;
@@ -236,7 +198,7 @@ fn the_generated_requests_reach_every_outcome() {
     let mut seen = std::collections::BTreeMap::<(&str, u16), usize>::new();
     let mut duplicates = 0;
     let logs = Logs::default();
-    let _capture = logs.install();
+    let _capture = logs.install("trace");
     let mut world = World::new(&rt, &logs);
     for n in 0..800 {
         if n % 40 == 0 {

@@ -4,7 +4,7 @@
 //! from an empty store. Every answer must match: the status, the body and the paging headers,
 //! once what legitimately differs is masked (tokens and generated keys, dates, the time in a
 //! cursor). This reaches what the conformance tool does not: odd sequences of creations, patches,
-//! deletions, duplicates, pings and listings on both stores.
+//! deletions, duplicates, pings and listings on both stores. Neither writes a secret to its logs.
 
 #[path = "../../../functions/local/tests/common/calls.rs"]
 mod calls;
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use calls::{Call, Known, call, cases, local_router, policy};
+use calls::{Call, Known, Logs, call, cases, local_router, policy};
 use common::{ORG, USER, provision};
 use http::{Request, Response};
 use proptest::prelude::*;
@@ -113,11 +113,18 @@ fn mask_dates(v: &mut Value) {
 
 fn run(calls: &[Call]) -> Result<(), TestCaseError> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // Our crates at every level, the SDK and the rest at the functions' default.
+    let logs = Logs::default();
+    let _capture = logs.install("info,relay_core=trace,relay_aws=trace,relay_sqlite=trace,relay_callback=trace");
     let mut local = local().setup(&rt);
     let mut aws = rt.block_on(aws()).setup(&rt);
     prop_assert_eq!(&local.known.instances.iter().map(|i| i.0).collect::<Vec<_>>(), &[1, 2]);
     prop_assert_eq!(&aws.known.instances.iter().map(|i| i.0).collect::<Vec<_>>(), &[1, 2]);
     prop_assert_eq!(&local.known.events, &aws.known.events);
+    let lines = logs.take();
+    for secret in local.known.secrets.iter().chain(&aws.known.secrets) {
+        prop_assert!(!lines.contains(secret.as_str()), "the setup logged secret {:?}:\n{}", secret, lines);
+    }
     for (n, call) in calls.iter().enumerate() {
         let (Some(l), Some(a)) = (local.known.request(call), aws.known.request(call)) else {
             prop_assert!(local.known.request(call).is_none() && aws.known.request(call).is_none());
@@ -131,6 +138,13 @@ fn run(calls: &[Call]) -> Result<(), TestCaseError> {
             serde_json::from_slice(l.body()).unwrap_or_default(),
             serde_json::from_slice(a.body()).unwrap_or_default(),
         );
+        // Neither runtime logs a secret, the ones a creation returns included.
+        let lines = logs.take();
+        let returned = [&la, &aa].map(|v| ["token", "webhookSecret"].map(|f| v[f].as_str().map(str::to_owned)));
+        let returned = returned.iter().flatten().flatten().filter(|_| Known::is_creation(call, ln.0));
+        for secret in local.known.secrets.iter().chain(&aws.known.secrets).chain(returned) {
+            prop_assert!(!lines.contains(secret.as_str()), "{} logged secret {:?}:\n{}", what, secret, lines);
+        }
         local.known.observe(call, ln.0, &la);
         aws.known.observe(call, an.0, &aa);
         // Notifications list newest first by the millisecond they were accepted: two accepted
