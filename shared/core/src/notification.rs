@@ -30,10 +30,17 @@ pub struct Notification {
     pub body: Vec<u8>,
 }
 
-/// The idempotency key of a Greenhouse delivery: its `Greenhouse-Event-ID`, else a body hash.
+/// A `Greenhouse-Event-ID` longer than this is keyed by its hash. Greenhouse sends UUIDs; the
+/// key must stay well within what a store takes as a key (DynamoDB: 2,048 bytes), or a long
+/// header would make the ingest answer 503 on AWS while the local mode answered 200.
+pub const MAX_EVENT_ID_KEY: usize = 200;
+
+/// The idempotency key of a Greenhouse delivery: its `Greenhouse-Event-ID` (hashed when longer
+/// than `MAX_EVENT_ID_KEY`), else a body hash.
 pub fn delivery_key(greenhouse_event_id: Option<&str>, body: &[u8]) -> String {
     match greenhouse_event_id.map(str::trim).filter(|id| !id.is_empty()) {
-        Some(id) => format!("gh:{id}"),
+        Some(id) if id.len() <= MAX_EVENT_ID_KEY => format!("gh:{id}"),
+        Some(id) => format!("gh-sha256:{}", hex::encode(Sha256::digest(id.as_bytes()))),
         None => format!("sha256:{}", hex::encode(Sha256::digest(body))),
     }
 }
@@ -232,6 +239,14 @@ mod tests {
         assert_eq!(delivery_key(Some(" abc "), b"x"), "gh:abc");
         assert_eq!(delivery_key(Some(""), b"x"), delivery_key(None, b"x"));
         assert_ne!(delivery_key(None, b"x"), delivery_key(None, b"y"));
+        // A long one is keyed by its hash: bounded, the same for the same id, distinct otherwise.
+        let (long, other) = ("e".repeat(3000), format!("{}f", "e".repeat(2999)));
+        let key = delivery_key(Some(&long), b"x");
+        assert!(key.starts_with("gh-sha256:") && key.len() < 100, "{key}");
+        assert_eq!(key, delivery_key(Some(&long), b"y"));
+        assert_ne!(key, delivery_key(Some(&other), b"x"));
+        let at_bound = "e".repeat(MAX_EVENT_ID_KEY);
+        assert_eq!(delivery_key(Some(&at_bound), b"x"), format!("gh:{at_bound}"));
     }
 
     #[test]

@@ -25,6 +25,13 @@ pub const POOL: [&str; 4] =
     ["pool-secret-sig-7c1d0e", "pool-secret-vendor-93ab52", "pool-secret-vendor-e0f4c8", "pool-secret-api-5b27d1"];
 pub const VENDOR_1: &str = "setup-vendor-key-61f0a9";
 pub const SIGNATURE_1: &str = "setup-signature-key-2d8e44";
+/// Stands for a `Greenhouse-Event-ID` of 3,000 characters (`long_event_id()`).
+pub const LONG_EVENT_ID: &str = "<3,000 characters>";
+
+pub fn long_event_id() -> String {
+    "e".repeat(3000)
+}
+
 pub const FIXTURES: [&str; 4] = ["hire_candidate.json", "interview_deleted.json", "ping.json", "delete_candidate.json"];
 
 #[derive(Debug, Clone)]
@@ -304,7 +311,14 @@ pub fn webhook() -> impl Strategy<Value = Body> {
         0..FIXTURES.len(),
         signature,
         proptest::option::weighted(0.3, any::<usize>()),
-        proptest::option::of(prop_oneof![Just("gh-1"), Just("gh-2"), Just(" "), Just("")]),
+        proptest::option::of(prop_oneof![
+            4 => Just("gh-1"),
+            4 => Just("gh-2"),
+            1 => Just(" "),
+            1 => Just(""),
+            // Longer than a DynamoDB key may be (2,048 bytes); Greenhouse sends UUIDs.
+            1 => Just(LONG_EVENT_ID),
+        ]),
     )
         .prop_map(|(fixture, signature, flip, event_id)| Body::Webhook { fixture, signature, flip, event_id })
 }
@@ -468,7 +482,8 @@ impl Known {
                     Signature::Missing => {}
                 }
                 if let Some(id) = event_id {
-                    headers.push(("greenhouse-event-id", (*id).to_owned()));
+                    let id = if *id == LONG_EVENT_ID { long_event_id() } else { (*id).to_owned() };
+                    headers.push(("greenhouse-event-id", id));
                 }
                 body
             }
