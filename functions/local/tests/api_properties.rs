@@ -200,7 +200,7 @@ fn the_generated_requests_reach_every_outcome() {
     let logs = Logs::default();
     let _capture = logs.install("trace");
     let mut world = World::new(&rt, &logs);
-    for n in 0..800 {
+    for n in 0..1500 {
         if n % 40 == 0 {
             world = World::new(&rt, &logs);
         }

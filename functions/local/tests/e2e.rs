@@ -776,11 +776,11 @@ async fn the_instances_list_pages_with_cloud_elements_tokens_and_stays_under_4_m
         assert_eq!(status, 400, "{query}: {body}");
         assert!(body["message"].as_str().unwrap().starts_with(name), "{body}");
     }
-    // Instances whose JSON passes 4 MiB together: the list without pageSize ends early, with a
-    // token, and the next page has the rest.
-    let big = "x".repeat(900_000);
+    // Instances whose JSON passes 4 MiB together (each near the 64 KiB a configuration may
+    // hold): the list without pageSize ends early, with a token, and the next page has the rest.
+    let big = "x".repeat(60_000);
     let mut heavy = vec![];
-    for _ in 0..5 {
+    for _ in 0..72 {
         heavy.push(id_of(&server.create_instance(&rx.url(), json!({"notes": big})).await));
     }
     let (page, token, _, bytes) = get("/instances".into()).await;

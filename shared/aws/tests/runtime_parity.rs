@@ -111,7 +111,8 @@ fn mask_dates(v: &mut Value) {
     }
 }
 
-fn run(calls: &[Call]) -> Result<(), TestCaseError> {
+/// Sends `calls` to both runtimes, checking that they answer alike; returns the statuses.
+fn run(calls: &[Call]) -> Result<Vec<u16>, TestCaseError> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     // Our crates at every level, the SDK and the rest at the functions' default.
     let logs = Logs::default();
@@ -121,6 +122,7 @@ fn run(calls: &[Call]) -> Result<(), TestCaseError> {
     prop_assert_eq!(&local.known.instances.iter().map(|i| i.0).collect::<Vec<_>>(), &[1, 2]);
     prop_assert_eq!(&aws.known.instances.iter().map(|i| i.0).collect::<Vec<_>>(), &[1, 2]);
     prop_assert_eq!(&local.known.events, &aws.known.events);
+    let mut statuses = vec![];
     let lines = logs.take();
     for secret in local.known.secrets.iter().chain(&aws.known.secrets) {
         prop_assert!(!lines.contains(secret.as_str()), "the setup logged secret {:?}:\n{}", secret, lines);
@@ -132,6 +134,7 @@ fn run(calls: &[Call]) -> Result<(), TestCaseError> {
         };
         let what = format!("call {n}: {} {}", l.method(), l.uri());
         let (l, a) = (local.send(&rt, l), aws.send(&rt, a));
+        statuses.push(l.status().as_u16());
         let (ln, an) = (normalize(&local.known, &l), normalize(&aws.known, &a));
         prop_assert_eq!(&ln, &an, "{} answered differently (left: local mode, right: AWS)", what);
         let (la, aa): (Value, Value) = (
@@ -151,7 +154,7 @@ fn run(calls: &[Call]) -> Result<(), TestCaseError> {
         // in one millisecond on one runtime and not on the other would list in another order.
         std::thread::sleep(Duration::from_millis(2));
     }
-    Ok(())
+    Ok(statuses)
 }
 
 proptest! {
@@ -182,5 +185,30 @@ fn a_long_greenhouse_event_id_is_accepted_once_on_both() {
         auth: Auth::Admin,
         body: Body::None,
     };
-    run(&[webhook.clone(), webhook, list]).unwrap();
+    assert_eq!(run(&[webhook.clone(), webhook, list]).unwrap(), [200, 200, 200]);
+}
+
+/// Instances too big for a DynamoDB item (400 KB) are refused as such on both runtimes, with
+/// the field named (the AWS one answered 503, "retry later", before they were bounded).
+#[test]
+fn an_instance_too_big_to_store_is_a_400_on_both() {
+    use calls::{Auth, Body, Route};
+    let create = |body: serde_json::Value| Call {
+        method: http::Method::POST,
+        route: Route::Instances,
+        query: None,
+        auth: Auth::Admin,
+        body: Body::Json(body),
+    };
+    let base = serde_json::json!({"element": {"key": "greenhouse"}, "name": "n", "configuration": {
+        "event.vendor.type": "webhooks", "event.notification.enabled": false}});
+    let mut big_config = base.clone();
+    big_config["configuration"]["x.custom"] = serde_json::json!("v".repeat(450_000));
+    let mut big_tags = base.clone();
+    big_tags["tags"] = serde_json::json!(vec!["t".repeat(9_000); 50]);
+    let mut patch = create(serde_json::json!({"configuration": {"x.custom": "v".repeat(450_000)}}));
+    (patch.method, patch.route) = (http::Method::PATCH, Route::Instance(calls::Target::Known(0)));
+    for calls in [vec![create(big_config)], vec![create(big_tags)], vec![patch]] {
+        assert_eq!(run(&calls).unwrap(), [400]);
+    }
 }

@@ -77,6 +77,8 @@ pub enum WebhookError {
     NotJson(String),
     #[error("the body is not a JSON object with a string `action` and an object `payload`")]
     NotAWebhook,
+    #[error("the action is longer than {} bytes: no Greenhouse action is", crate::ingest::MAX_ACTION_BYTES)]
+    ActionTooLong,
 }
 
 /// A parsed and mapped delivery. `raw` is the received document (outer whitespace trimmed)

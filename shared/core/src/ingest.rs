@@ -8,6 +8,13 @@ use crate::greenhouse::{self, Mapping, SignatureError, WebhookError};
 use crate::notification::{self, Context, Notification};
 use crate::ports::{AcceptOutcome, Accepted, Clock, Events, Instance, Instances, StoreError, rfc3339};
 
+/// A ping's `web_hook_id` is recorded on the instance up to this length.
+pub const MAX_WEB_HOOK_ID_BYTES: usize = 64;
+
+/// Greenhouse's actions are short names (`candidate_stage_change`); one longer than this is no
+/// Greenhouse webhook. The action is kept beside each notification (a DynamoDB attribute).
+pub const MAX_ACTION_BYTES: usize = 128;
+
 /// Greenhouse retries for about 15 hours; a repeat within this window is a duplicate.
 pub const DEDUPE_WINDOW: Duration = Duration::from_secs(72 * 3600);
 
@@ -55,6 +62,9 @@ pub fn prepare(
         WebhookError::TooLarge => IngestError::TooLarge,
         e => IngestError::Malformed(e),
     })?;
+    if webhook.action.len() > MAX_ACTION_BYTES {
+        return Err(IngestError::Malformed(WebhookError::ActionTooLong));
+    }
     let events = match webhook.mapping {
         Mapping::Ping { web_hook_id } => return Ok(Prepared::Ping { web_hook_id }),
         Mapping::Events(events) => events,
@@ -69,6 +79,16 @@ pub fn prepare(
     let delivery_key = notification::delivery_key(greenhouse_event_id, body);
     let notifications = notification::build(&ctx, &delivery_key, webhook.raw, &events);
     Ok(Prepared::Notifications { action: webhook.action.into_owned(), delivery_key, notifications })
+}
+
+/// What an instance keeps of its last ping (`lastPing`). Greenhouse's webhook ids are numbers;
+/// one too long to be one is not kept.
+fn ping_record(web_hook_id: Option<String>, now_ms: i64) -> Map<String, Value> {
+    let web_hook_id = web_hook_id.filter(|id| id.len() <= MAX_WEB_HOOK_ID_BYTES);
+    let mut ping = Map::new();
+    ping.insert("webHookId".into(), web_hook_id.map(Value::String).unwrap_or(Value::Null));
+    ping.insert("date".into(), Value::String(rfc3339(now_ms)));
+    ping
 }
 
 /// Accepts one delivery for instance `instance_id`.
@@ -91,10 +111,7 @@ pub async fn accept_webhook(
     let now = clock.now_ms();
     match prepare(&instance, signature, greenhouse_event_id, body, now)? {
         Prepared::Ping { web_hook_id } => {
-            let mut ping = Map::new();
-            ping.insert("webHookId".into(), web_hook_id.map(Value::String).unwrap_or(Value::Null));
-            ping.insert("date".into(), Value::String(rfc3339(now)));
-            instances.record_ping(instance.id, ping).await?;
+            instances.record_ping(instance.id, ping_record(web_hook_id, now)).await?;
             Ok(IngestOutcome::Ping)
         }
         Prepared::Notifications { action, delivery_key, notifications } => {
@@ -112,5 +129,53 @@ pub async fn accept_webhook(
                 AcceptOutcome::Duplicate { event_id } => Ok(IngestOutcome::Duplicate { event_id }),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instance::{InstanceSpec, Settings};
+
+    fn instance() -> Instance {
+        Instance {
+            id: 7,
+            spec: InstanceSpec {
+                name: "n".into(),
+                tags: vec![],
+                configuration: Map::new(),
+                settings: Settings {
+                    events_enabled: true,
+                    callback_url: None,
+                    signature_key: None,
+                    vendor_keys: vec!["k".into()],
+                },
+            },
+            token_hash: String::new(),
+            created_at_ms: 0,
+            last_ping: None,
+        }
+    }
+
+    #[test]
+    fn an_action_too_long_for_greenhouse_is_refused_and_a_long_one_of_its_size_is_not() {
+        let body = |action: &str| format!(r#"{{"action":"{action}","payload":{{}}}}"#).into_bytes();
+        let long = body(&"a".repeat(MAX_ACTION_BYTES + 1));
+        let sig = greenhouse::sign(b"k", &long);
+        let refused = prepare(&instance(), Some(sig.as_bytes()), None, &long, 0);
+        assert!(matches!(refused, Err(IngestError::Malformed(WebhookError::ActionTooLong))), "{refused:?}");
+        let fits = body(&"a".repeat(MAX_ACTION_BYTES));
+        let sig = greenhouse::sign(b"k", &fits);
+        assert!(matches!(
+            prepare(&instance(), Some(sig.as_bytes()), None, &fits, 0),
+            Ok(Prepared::Notifications { .. })
+        ));
+    }
+
+    #[test]
+    fn a_ping_keeps_a_webhook_id_of_greenhouse_size_only() {
+        assert_eq!(ping_record(Some("48213".into()), 0)["webHookId"], "48213");
+        assert_eq!(ping_record(Some("9".repeat(MAX_WEB_HOOK_ID_BYTES + 1)), 0)["webHookId"], Value::Null);
+        assert_eq!(ping_record(None, 0)["date"], "1970-01-01T00:00:00Z");
     }
 }

@@ -19,6 +19,10 @@ pub const VENDOR_SIGNATURE_KEY: &str = "event.vendor.signature.key";
 
 const MAX_NAME_CHARS: usize = 256;
 const MAX_TAGS: usize = 50;
+const MAX_TAG_CHARS: usize = 256;
+/// The configuration as JSON, at most. Unknown keys are kept and echoed, so without a bound a
+/// client could store any amount; this keeps an instance well within a DynamoDB item (400 KB).
+pub const MAX_CONFIGURATION_BYTES: usize = 64 * 1024;
 
 /// A validation failure, naming the field so a person can fix the request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,6 +91,7 @@ pub fn parse_create(body: &[u8]) -> Result<(InstanceSpec, Option<String>), Confi
         None
     };
     let (configuration, settings) = normalize(configuration)?;
+    check_size(&configuration)?;
     Ok((InstanceSpec { name, tags, configuration, settings }, generated))
 }
 
@@ -124,6 +129,7 @@ pub fn apply_patch(current: &InstanceSpec, body: &[u8]) -> Result<InstanceSpec, 
         ));
     }
     let (configuration, settings) = normalize(configuration)?;
+    check_size(&configuration)?;
     Ok(InstanceSpec { name, tags, configuration, settings })
 }
 
@@ -143,12 +149,29 @@ fn parse_name(v: &Value) -> Result<String, ConfigError> {
 }
 
 fn parse_tags(v: &Value) -> Result<Vec<String>, ConfigError> {
-    let err = || invalid("tags", format!("must be an array of at most {MAX_TAGS} strings"));
+    let err = || {
+        invalid("tags", format!("must be an array of at most {MAX_TAGS} strings of at most {MAX_TAG_CHARS} characters"))
+    };
     let items = v.as_array().ok_or_else(err)?;
     if items.len() > MAX_TAGS {
         return Err(err());
     }
-    items.iter().map(|t| t.as_str().map(str::to_owned).ok_or_else(err)).collect()
+    items
+        .iter()
+        .map(|t| t.as_str().filter(|t| t.chars().count() <= MAX_TAG_CHARS).map(str::to_owned).ok_or_else(err))
+        .collect()
+}
+
+/// A configuration of at most `MAX_CONFIGURATION_BYTES` of JSON.
+fn check_size(configuration: &Map<String, Value>) -> Result<(), ConfigError> {
+    let size = serde_json::to_vec(configuration).map(|v| v.len()).unwrap_or(usize::MAX);
+    if size > MAX_CONFIGURATION_BYTES {
+        return Err(invalid(
+            "configuration",
+            format!("must be at most {MAX_CONFIGURATION_BYTES} bytes of JSON, not {size}"),
+        ));
+    }
+    Ok(())
 }
 
 fn parse_bool(field: &str, v: &Value) -> Result<bool, ConfigError> {
@@ -383,5 +406,33 @@ mod tests {
         assert_ne!(t, generate_token());
         assert_eq!(token_hash(&t), token_hash(&t));
         assert_ne!(token_hash(&t), t);
+    }
+
+    #[test]
+    fn tags_and_configuration_are_bounded_so_an_instance_fits_any_store() {
+        let create = |extra: serde_json::Value| {
+            let mut body = serde_json::json!({"element": {"key": "greenhouse"}, "name": "n", "configuration": {
+                "event.notification.enabled": false}});
+            for (k, v) in extra.as_object().unwrap() {
+                body[k] = v.clone();
+            }
+            parse_create(&serde_json::to_vec(&body).unwrap())
+        };
+        let long_tag = create(serde_json::json!({"tags": ["t".repeat(MAX_TAG_CHARS + 1)]})).unwrap_err();
+        assert_eq!(long_tag.field, "tags");
+        assert!(create(serde_json::json!({"tags": ["t".repeat(MAX_TAG_CHARS)]})).is_ok());
+        let big = serde_json::json!({"configuration": {"event.notification.enabled": false,
+            "x.custom": "v".repeat(MAX_CONFIGURATION_BYTES)}});
+        let err = create(big).unwrap_err();
+        assert_eq!(err.field, "configuration");
+        assert!(err.message.contains(&MAX_CONFIGURATION_BYTES.to_string()), "{err}");
+        // A patch is held to the same bound, after the merge.
+        let (spec, _) = create(serde_json::json!({})).unwrap();
+        let half = "v".repeat(MAX_CONFIGURATION_BYTES / 2);
+        let spec =
+            apply_patch(&spec, &serde_json::to_vec(&serde_json::json!({"configuration": {"x.a": half}})).unwrap())
+                .unwrap();
+        let more = serde_json::json!({"configuration": {"x.b": "v".repeat(MAX_CONFIGURATION_BYTES / 2)}});
+        assert_eq!(apply_patch(&spec, &serde_json::to_vec(&more).unwrap()).unwrap_err().field, "configuration");
     }
 }

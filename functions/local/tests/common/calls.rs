@@ -257,13 +257,19 @@ pub fn instance_body() -> impl Strategy<Value = Value> {
         1 => Just(Some(("element", json!({"key": "lever"})))),
         1 => Just(Some(("element", json!("greenhouse")))),
         1 => Just(Some(("name", json!(7)))),
+        // Bigger than a DynamoDB item (400 KB), within the 1 MiB a body may be.
+        1 => Just(Some(("name", json!("n".repeat(450_000))))),
+        1 => Just(Some(("tags", json!(vec!["t".repeat(1000); 450])))),
         1 => Just(Some(("tags", json!("acme")))),
         1 => Just(Some(("tags", json!([1])))),
         1 => Just(Some(("configuration", json!([])))),
     ];
     (
         configuration,
-        proptest::option::weighted(0.3, Just(json!("kept as given"))),
+        proptest::option::weighted(
+            0.3,
+            prop_oneof![9 => Just(json!("kept as given")), 1 => Just(json!("v".repeat(450_000)))],
+        ),
         prop_oneof![4 => Just(json!(["acme"])), 1 => Just(json!([]))],
         prop_oneof![1 => Just(None), 1 => miss],
     )
