@@ -212,3 +212,20 @@ fn an_instance_too_big_to_store_is_a_400_on_both() {
         assert_eq!(run(&calls).unwrap(), [400]);
     }
 }
+
+/// A notification too big for a DynamoDB item (kept in chunks on AWS) reads back alike: in the
+/// list and by id.
+#[test]
+fn a_notification_kept_in_chunks_reads_back_alike() {
+    use calls::{Auth, BIG_WEBHOOK, Body, EventRef, FIXTURES, Route, Signature, Target};
+    let big = FIXTURES.iter().position(|f| *f == BIG_WEBHOOK).unwrap();
+    let call = |method, route, auth, body| Call { method, route, query: None, auth, body };
+    let webhook = Body::Webhook { fixture: big, signature: Signature::Right, flip: None, event_id: Some("gh-1") };
+    let calls = [
+        call(http::Method::POST, Route::Ingest(Target::Known(0)), Auth::Missing, webhook),
+        call(http::Method::GET, Route::Events(Target::Known(0)), Auth::Admin, Body::None),
+        // The second notification known: the one just queued (the setup queued the first).
+        call(http::Method::GET, Route::Event(Target::Known(0), EventRef::Known(1)), Auth::Element(0), Body::None),
+    ];
+    assert_eq!(run(&calls).unwrap(), [200, 200, 200]);
+}

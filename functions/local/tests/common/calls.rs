@@ -32,7 +32,16 @@ pub fn long_event_id() -> String {
     "e".repeat(3000)
 }
 
-pub const FIXTURES: [&str; 4] = ["hire_candidate.json", "interview_deleted.json", "ping.json", "delete_candidate.json"];
+pub const FIXTURES: [&str; 5] =
+    ["hire_candidate.json", "interview_deleted.json", "ping.json", "delete_candidate.json", BIG_WEBHOOK];
+/// Stands for a `job_created` body of 400 KB (`big_webhook()`): its notification is bigger than a
+/// DynamoDB item, so the AWS runtime keeps it in chunks.
+pub const BIG_WEBHOOK: &str = "<job_created of 400 KB>";
+
+pub fn big_webhook() -> Vec<u8> {
+    format!(r#"{{"action":"job_created","payload":{{"job":{{"id":3,"notes":"{}"}}}}}}"#, "j".repeat(400_000))
+        .into_bytes()
+}
 
 #[derive(Debug, Clone)]
 pub enum Auth {
@@ -314,7 +323,7 @@ pub fn webhook() -> impl Strategy<Value = Body> {
         1 => Just(Signature::Missing),
     ];
     (
-        0..FIXTURES.len(),
+        prop_oneof![19 => 0..FIXTURES.len() - 1, 1 => Just(FIXTURES.len() - 1)],
         signature,
         proptest::option::weighted(0.3, any::<usize>()),
         proptest::option::of(prop_oneof![
@@ -471,7 +480,7 @@ impl Known {
             Body::Json(v) => serde_json::to_vec(v).unwrap(),
             Body::Bytes(b) => b.clone(),
             Body::Webhook { fixture: f, signature, flip, event_id } => {
-                let mut body = fixture(FIXTURES[*f]);
+                let mut body = if FIXTURES[*f] == BIG_WEBHOOK { big_webhook() } else { fixture(FIXTURES[*f]) };
                 let key = match ingest_target {
                     Some(Target::Known(i)) => self.instance(*i).2.first().cloned().unwrap_or_default(),
                     _ => VENDOR_1.to_owned(),
