@@ -15,8 +15,7 @@
 
 use std::path::Path;
 
-use bytes::Bytes;
-use http::{Method, Response};
+use http::Method;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use relay_core::api::Api;
@@ -27,7 +26,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 mod common;
-use common::calls::{Call, Known, Logs, call, cases, kind, local_router};
+use common::calls::{Call, Known, Logs, call, cases, kind, local_router, send};
 use common::{ORG, USER};
 
 /// Every row of every table, and the instances as the store serves them from memory.
@@ -85,14 +84,8 @@ impl World {
         let mut world =
             World { _dir: dir, logs: logs.clone(), db, store, api, known: Known::new(USER, ORG), serial: 0 };
         let World { api, known, serial, .. } = &mut world;
-        known.setup(|req| {
-            *serial += 1;
-            rt.block_on(api.handle(req, &format!("req-{serial}")))
-        });
-        let setup = world.logs.take();
-        for secret in &world.known.secrets {
-            assert!(!setup.contains(secret.as_str()), "secret {secret:?} in the setup's logs:\n{setup}");
-        }
+        known.setup(|req| send(rt, api, serial, req));
+        world.logs.take_clean(&world.known.secrets).expect("the setup logged a secret");
         world
     }
 
@@ -103,9 +96,8 @@ impl World {
         let uri = req.uri().to_string();
         self.logs.take();
         let before = snapshot(&self.db, &self.store, rt);
-        self.serial += 1;
+        let r = send(rt, &self.api, &mut self.serial, req);
         let request_id = format!("req-{}", self.serial);
-        let r: Response<Bytes> = rt.block_on(self.api.handle(req, &request_id));
         let status = r.status().as_u16();
         let context = format!("{} {uri} -> {status}: {}", call.method, String::from_utf8_lossy(r.body()));
 
@@ -127,31 +119,22 @@ impl World {
         }
 
         // Secrets: none in the response, but the token and generated secret of a creation.
-        let created = Known::is_creation(call, status);
+        let returned = Known::returned_secrets(call, status, &v);
         let mut text = String::from_utf8_lossy(r.body()).into_owned();
         for (k, v) in r.headers() {
             text.push_str(&format!("\n{k}: {}", String::from_utf8_lossy(v.as_bytes())));
         }
-        if created {
-            for field in ["token", "webhookSecret"] {
-                if let Some(s) = v[field].as_str() {
-                    prop_assert!(
-                        !self.known.secrets.iter().any(|k| k == s),
-                        "{field} reused a known secret: {context}"
-                    );
-                    text = text.replace(s, "<returned once>");
-                }
-            }
+        for s in &returned {
+            prop_assert!(!self.known.secrets.contains(s), "a creation returned a known secret: {}", context);
+            text = text.replace(s.as_str(), "<returned once>");
         }
         for secret in &self.known.secrets {
             prop_assert!(!text.contains(secret.as_str()), "secret {secret:?} in the response: {context}");
         }
         // Nor in a log line, the creation's own ones included.
-        let logs = self.logs.take();
-        let returned = ["token", "webhookSecret"].map(|f| v[f].as_str().filter(|_| created).map(str::to_owned));
-        for secret in self.known.secrets.iter().chain(returned.iter().flatten()) {
-            prop_assert!(!logs.contains(secret.as_str()), "secret {secret:?} in the logs: {context}\n{logs}");
-        }
+        self.logs
+            .take_clean(self.known.secrets.iter().chain(&returned))
+            .map_err(|e| TestCaseError::fail(format!("{context}: {e}")))?;
 
         let after = snapshot(&self.db, &self.store, rt);
         if status >= 400 || call.method == Method::GET {

@@ -515,6 +515,12 @@ impl Known {
         status == 200 && call.method == Method::POST && matches!(call.route, Route::Instances)
     }
 
+    /// The token and generated key a creation returned (none for any other answer).
+    pub fn returned_secrets(call: &Call, status: u16, answer: &Value) -> Vec<String> {
+        let fields = ["token", "webhookSecret"].iter().filter(|_| Self::is_creation(call, status));
+        fields.filter_map(|f| answer[*f].as_str().map(str::to_owned)).collect()
+    }
+
     /// A delivery answered with the id of an earlier one: a duplicate.
     pub fn is_duplicate(&self, call: &Call, status: u16, answer: &Value) -> bool {
         let repeated = answer["eventId"].as_str().is_some_and(|id| self.events.iter().any(|e| e == id));
@@ -579,6 +585,21 @@ impl Logs {
     pub fn take(&self) -> String {
         String::from_utf8_lossy(&std::mem::take(&mut *self.0.lock().unwrap())).into_owned()
     }
+
+    /// Takes what was written; `Err` names the first of `secrets` found in it, with the lines.
+    pub fn take_clean<'a>(&self, secrets: impl IntoIterator<Item = &'a String>) -> Result<(), String> {
+        let lines = self.take();
+        match secrets.into_iter().find(|s| lines.contains(s.as_str())) {
+            Some(secret) => Err(format!("secret {secret:?} in the logs:\n{lines}")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Sends `req` to `api` as request `req-<n>`, `n` counted in `serial`.
+pub fn send(rt: &tokio::runtime::Runtime, api: &Api, serial: &mut u64, req: Request<Bytes>) -> Response<Bytes> {
+    *serial += 1;
+    rt.block_on(api.handle(req, &format!("req-{serial}")))
 }
 
 impl std::io::Write for Logs {
