@@ -172,13 +172,14 @@ impl Callback for HttpCallback {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| retry::parse_retry_after(v, now_unix));
         let (excerpt, body_error) = read_excerpt(response).await;
+        let cut = excerpt.len() == RESPONSE_EXCERPT_BYTES || body_error.is_some();
         let timed_out = body_error.as_ref().is_some_and(|e| e.is_timeout());
         let result = if timed_out { AttemptResult::TimedOut } else { AttemptResult::Answered { status, retry_after } };
         CallbackResponse {
             result,
             status_code: Some(status),
             error: body_error.map(|e| format!("reading the response: {}", error_chain(&e.without_url()))),
-            body_excerpt: String::from_utf8_lossy(&excerpt).into_owned(),
+            body_excerpt: excerpt_text(excerpt, cut),
             duration: started.elapsed(),
         }
     }
@@ -200,6 +201,20 @@ async fn read_excerpt(mut response: reqwest::Response) -> (Vec<u8>, Option<reqwe
     (out, None)
 }
 
+/// The excerpt as text. Where it was cut inside a character (the body goes on, or stopped with
+/// an error), that character's first bytes are dropped rather than shown as U+FFFD; anything
+/// else that is not UTF-8 is shown with U+FFFD.
+fn excerpt_text(mut excerpt: Vec<u8>, cut: bool) -> String {
+    match std::str::from_utf8(&excerpt) {
+        Err(e) if cut && e.error_len().is_none() => {
+            excerpt.truncate(e.valid_up_to());
+            String::from_utf8(excerpt).unwrap_or_default()
+        }
+        Ok(_) => String::from_utf8(excerpt).unwrap_or_default(),
+        Err(_) => String::from_utf8_lossy(&excerpt).into_owned(),
+    }
+}
+
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = vec![e.to_string()];
     let mut cur = e.source();
@@ -211,4 +226,30 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = s.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::excerpt_text;
+
+    #[test]
+    fn an_excerpt_cut_inside_a_character_ends_at_the_character_before() {
+        let euros = "€".repeat(1500).into_bytes();
+        let cut = excerpt_text(euros[..4096].to_vec(), true);
+        assert_eq!(cut, "€".repeat(1365));
+        let emoji = "a🦀".repeat(1000).into_bytes();
+        for len in 4093..=4096 {
+            let text = excerpt_text(emoji[..len].to_vec(), true);
+            assert!(emoji.starts_with(text.as_bytes()) && len - text.len() < 4, "{len}: {}", text.len());
+        }
+        assert_eq!(excerpt_text(b"plain".to_vec(), true), "plain");
+    }
+
+    #[test]
+    fn what_is_not_utf8_for_another_reason_is_shown_with_replacement_characters() {
+        // Not cut: the body itself ends inside a character.
+        assert_eq!(excerpt_text(vec![b'a', 0xE2, 0x82], false), "a\u{FFFD}");
+        // Cut, but an invalid byte comes first.
+        assert_eq!(excerpt_text(vec![0xFF, b'a', 0xE2, 0x82], true), "\u{FFFD}a\u{FFFD}");
+    }
 }
