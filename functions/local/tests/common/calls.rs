@@ -380,12 +380,16 @@ pub struct Known {
     pub events: Vec<String>,
     /// Every secret the service was given or gave, none of which a response may show again.
     pub secrets: Vec<String>,
+    /// The callback URL of the instances `setup` creates: a closed port unless a test has a
+    /// receiver.
+    pub callback: String,
 }
 
 impl Known {
     pub fn new(user: &str, org: &str) -> Known {
         let secrets = [user, org, VENDOR_1, SIGNATURE_1].iter().chain(&POOL).map(|s| s.to_string()).collect();
-        Known { user: user.into(), org: org.into(), instances: vec![], events: vec![], secrets }
+        let callback = "http://127.0.0.1:9/hooks".to_owned();
+        Known { user: user.into(), org: org.into(), instances: vec![], events: vec![], secrets, callback }
     }
 
     pub fn admin(&self) -> String {
@@ -423,7 +427,7 @@ impl Known {
             let mut c = json!({
                 "event.vendor.type": "webhooks",
                 "event.notification.enabled": true,
-                "event.notification.callback.url": "http://127.0.0.1:9/hooks",
+                "event.notification.callback.url": self.callback,
             });
             c.as_object_mut().unwrap().extend(configuration.as_object().unwrap().clone());
             let body = json!({"element": {"key": "greenhouse"}, "name": "setup", "configuration": c});

@@ -155,14 +155,20 @@ impl Aws {
         )
     }
 
-    /// Receives what is visible on the queue, as the SQS event source would hand it to Lambda.
+    /// Receives what is visible on the queue, as the SQS event source would hand it to Lambda
+    /// (waiting up to a second for a message).
     pub async fn receive_event(&self) -> aws_lambda_events::event::sqs::SqsEvent {
+        self.receive(1).await
+    }
+
+    /// Up to ten visible messages as an SQS event, waiting up to `wait_seconds` for one.
+    pub async fn receive(&self, wait_seconds: i32) -> aws_lambda_events::event::sqs::SqsEvent {
         let out = self
             .sqs
             .receive_message()
             .queue_url(&self.queue_url)
             .max_number_of_messages(10)
-            .wait_time_seconds(1)
+            .wait_time_seconds(wait_seconds)
             .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
             .send()
             .await
