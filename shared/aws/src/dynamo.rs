@@ -128,6 +128,25 @@ fn event_sort(created_at_ms: i64, event_id: &str) -> String {
     format!("{created_at_ms:015}#{event_id}")
 }
 
+/// A notification's row as the delivery function sees it before an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowState {
+    pub status: EventStatus,
+    pub series: u32,
+    /// The bytes, when asked for.
+    pub body: Option<Vec<u8>>,
+}
+
+impl RowState {
+    /// Nothing is left to attempt for a message of `series`: the row is on a later series (a
+    /// redelivery started one), or on this one and delivered or failed. SQS delivers a message
+    /// again when the function that processed it could not have it deleted (a timeout after the
+    /// attempt was recorded, or a standard queue's occasional second copy).
+    pub fn settled_for(&self, series: u32) -> bool {
+        self.series > series || (self.series == series && self.status != EventStatus::Pending)
+    }
+}
+
 #[derive(Clone)]
 pub struct DynamoStore {
     dynamo: Dynamo,
@@ -231,6 +250,35 @@ impl DynamoStore {
             Some(item) => Ok(Some(self.body_of(event_id, &item).await?)),
             None => Ok(None),
         }
+    }
+
+    /// What the delivery function reads of a notification's row before an attempt: its status
+    /// and series, and its bytes when `with_body` (a message too large to carry them). `None`
+    /// when there is no row.
+    ///
+    /// Without the bytes the read is eventually consistent (half the cost), which is safe for
+    /// the one use of the answer, skipping a message whose notification is settled: within a
+    /// series a row only goes from pending to delivered or failed, and a new series has a higher
+    /// number, so a stale row can only make a settled notification look pending (an attempt
+    /// too many, as before this read), never a pending one look settled.
+    pub async fn delivery_state(&self, event_id: &str, with_body: bool) -> Result<Option<RowState>, StoreError> {
+        let mut get = self
+            .dynamo
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", event_pk(event_id))
+            .key("sk", s("EVENT"))
+            .expression_attribute_names("#st", "status")
+            .consistent_read(with_body);
+        get = if with_body {
+            get.projection_expression("#st, series, body, body_ref, body_parts, expires_at")
+        } else {
+            get.projection_expression("#st, series")
+        };
+        let Some(item) = get.send().await.map_err(unavailable)?.item else { return Ok(None) };
+        let status = get_s(&item, "status").and_then(|s| EventStatus::parse(&s)).ok_or_else(|| corrupt("status"))?;
+        let body = if with_body { Some(self.body_of(event_id, &item).await?) } else { None };
+        Ok(Some(RowState { status, series: get_n(&item, "series").unwrap_or(0), body }))
     }
 
     fn event_from_item(item: &Item) -> Result<EventRecord, StoreError> {

@@ -297,6 +297,7 @@ enum Outcome {
     Retried,
     DeadLettered,
     Gone,
+    Settled,
     Unprocessed,
 }
 
@@ -330,10 +331,12 @@ impl Delivery {
                 Outcome::Retried => &mut outcomes.retried,
                 Outcome::DeadLettered => &mut outcomes.dead_lettered,
                 Outcome::Gone => &mut outcomes.gone,
+                Outcome::Settled => &mut outcomes.settled,
                 Outcome::Unprocessed => &mut outcomes.unprocessed,
             };
             *count += 1;
-            // Delivered, dead-lettered and gone ones are done: SQS may delete their messages.
+            // Delivered, dead-lettered, gone and settled ones are done: SQS may delete their
+            // messages.
             if matches!(outcome, Outcome::Retried | Outcome::Unprocessed) {
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = record.message_id.clone().unwrap_or_default();
@@ -354,20 +357,35 @@ impl Delivery {
             return Outcome::Unprocessed;
         };
         let receives: u32 = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
-        let body = match message.notification {
-            Some(body) => body,
-            // Too large for a message: the row (or its chunks) has the bytes.
-            None => match self.events.notification(&message.event_id).await {
-                Ok(Some(body)) => body,
-                Ok(None) => {
-                    tracing::error!(message_id = %id, event_id = %message.event_id, "queued notification not in the table");
-                    return Outcome::Unprocessed;
-                }
-                Err(e) => {
-                    tracing::error!(event_id = %message.event_id, error = %e, "notification not read; SQS will retry");
-                    return Outcome::Unprocessed;
-                }
-            },
+        // The row first: a message whose notification is settled is not attempted again, as the
+        // local worker only ever claims pending notifications. Too large for a message, the
+        // bytes come with it (from the row or its chunks).
+        let with_body = message.notification.is_none();
+        let row = match self.events.delivery_state(&message.event_id, with_body).await {
+            Ok(row) => row,
+            Err(e) => {
+                tracing::error!(event_id = %message.event_id, error = %e, "notification not read; SQS will retry");
+                return Outcome::Unprocessed;
+            }
+        };
+        if let Some(row) = &row
+            && row.settled_for(message.series)
+        {
+            tracing::info!(
+                event_id = %message.event_id,
+                series = message.series,
+                row_series = row.series,
+                status = row.status.as_str(),
+                "message of a settled notification acknowledged without an attempt"
+            );
+            return Outcome::Settled;
+        }
+        let body = match (message.notification, row.and_then(|r| r.body)) {
+            (Some(body), _) | (None, Some(body)) => body,
+            (None, None) => {
+                tracing::error!(message_id = %id, event_id = %message.event_id, "queued notification not in the table");
+                return Outcome::Unprocessed;
+            }
         };
         let queued = QueuedEvent {
             event_id: message.event_id,

@@ -26,6 +26,9 @@ pub struct Outcomes {
     pub dead_lettered: u32,
     /// The receiver answered 410: recorded as failed, not alarmed.
     pub gone: u32,
+    /// A message SQS delivered again for a notification already delivered or failed (or of an
+    /// earlier series): acknowledged without an attempt.
+    pub settled: u32,
     /// Not attempted or not recorded (unreadable message, store unavailable): SQS retries it.
     pub unprocessed: u32,
 }
@@ -39,7 +42,7 @@ pub fn emf(function: &str, at_ms: i64, o: &Outcomes) -> String {
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
                 "Dimensions": [["Function"]],
-                "Metrics": [metric("Delivered"), metric("Retried"), metric("DeadLettered"), metric("Gone"), metric("Unprocessed")],
+                "Metrics": [metric("Delivered"), metric("Retried"), metric("DeadLettered"), metric("Gone"), metric("Settled"), metric("Unprocessed")],
             }],
         },
         "Function": function,
@@ -47,6 +50,7 @@ pub fn emf(function: &str, at_ms: i64, o: &Outcomes) -> String {
         "Retried": o.retried,
         "DeadLettered": o.dead_lettered,
         "Gone": o.gone,
+        "Settled": o.settled,
         "Unprocessed": o.unprocessed,
     })
     .to_string()
@@ -80,7 +84,7 @@ mod tests {
 
     #[test]
     fn every_metric_named_in_the_directive_is_a_number_at_the_root() {
-        let o = Outcomes { delivered: 7, retried: 2, dead_lettered: 1, gone: 3, unprocessed: 0 };
+        let o = Outcomes { delivered: 7, retried: 2, dead_lettered: 1, gone: 3, settled: 4, unprocessed: 0 };
         let v: serde_json::Value =
             serde_json::from_str(&emf("relay-DeliveryFunction-x", 1_772_473_211_000, &o)).unwrap();
         let directive = &v["_aws"]["CloudWatchMetrics"][0];
@@ -93,8 +97,8 @@ mod tests {
         }
         let names: Vec<&str> =
             directive["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["Delivered", "Retried", "DeadLettered", "Gone", "Unprocessed"]);
+        assert_eq!(names, ["Delivered", "Retried", "DeadLettered", "Gone", "Settled", "Unprocessed"]);
         let values: Vec<u64> = names.iter().map(|n| v[n].as_u64().unwrap()).collect();
-        assert_eq!(values, [7, 2, 1, 3, 0]);
+        assert_eq!(values, [7, 2, 1, 3, 4, 0]);
     }
 }

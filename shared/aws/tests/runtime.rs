@@ -633,8 +633,8 @@ async fn a_delivered_notification_expires_after_the_retention_and_a_redelivered_
 }
 
 /// One EMF line per batch: what was delivered, retried, gone (a 410), dead-lettered (the last
-/// attempt failed; neither reaches the SQS dead-letter queue) and left unprocessed (an
-/// unreadable message).
+/// attempt failed; neither reaches the SQS dead-letter queue), settled (a message handed over
+/// again for a notification already delivered) and left unprocessed (an unreadable message).
 #[tokio::test]
 async fn each_batch_reports_its_outcomes_as_cloudwatch_metrics() {
     let aws = provision().await;
@@ -662,30 +662,32 @@ async fn each_batch_reports_its_outcomes_as_cloudwatch_metrics() {
     let v: Value = serde_json::from_str(&lines[0]).unwrap();
     assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "GreenhouseRelay");
     assert_eq!(v["Function"], "relay-Delivery");
-    let names = ["Delivered", "Retried", "DeadLettered", "Gone", "Unprocessed"];
+    let names = ["Delivered", "Retried", "DeadLettered", "Gone", "Settled", "Unprocessed"];
     let counts = |v: &Value| names.iter().map(|k| v[k].as_u64().unwrap()).collect::<Vec<_>>();
-    assert_eq!(counts(&v), [1, 1, 0, 1, 1], "the 410 is Gone, not alarmed as DeadLettered");
+    assert_eq!(counts(&v), [1, 1, 0, 1, 0, 1], "the 410 is Gone, not alarmed as DeadLettered");
     assert!(!lines[0].contains(SIGNING_KEY) && !lines[0].contains(VENDOR_KEY));
     // The retried one, handed over again as its last attempt and failing: DeadLettered.
-    let retried = events_of(&api, id).await.into_iter().find(|e| e["status"] == "pending").unwrap();
-    let mut last = retry_event
-        .records
-        .into_iter()
-        .find(|r| {
-            QueueMessage::decode(r.body.as_deref().unwrap()).unwrap().event_id == retried["eventId"].as_str().unwrap()
-        })
-        .unwrap();
+    let events = events_of(&api, id).await;
+    let record_of = |status: &str| {
+        let event = events.iter().find(|e| e["status"] == status).unwrap();
+        let id = event["eventId"].as_str().unwrap();
+        retry_event.records.iter().find(|r| QueueMessage::decode(r.body.as_deref().unwrap()).unwrap().event_id == id)
+    };
+    let mut last = record_of("pending").unwrap().clone();
     last.attributes.insert("ApproximateReceiveCount".into(), "8".into());
+    // And the delivered one's message, as SQS hands it again when it could not be deleted.
+    let again = record_of("delivered").unwrap().clone();
     rx.script.lock().unwrap().push(500);
     let lines_after = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let sink = lines_after.clone();
     let metrics = relay_aws::metrics::Metrics::to("relay-Delivery", move |line| sink.lock().unwrap().push(line));
     let mut batch = aws_lambda_events::event::sqs::SqsEvent::default();
-    batch.records = vec![last];
+    batch.records = vec![last, again];
     let response = delivery(&aws).with_metrics(metrics).handle_batch(batch).await;
     assert!(response.batch_item_failures.is_empty());
     let v: Value = serde_json::from_str(&lines_after.lock().unwrap()[0]).unwrap();
-    assert_eq!(counts(&v), [0, 0, 1, 0, 0]);
+    assert_eq!(counts(&v), [0, 0, 1, 0, 1, 0]);
+    assert_eq!(rx.got.lock().unwrap().len(), 4, "the delivered one is not sent again");
 }
 
 /// GETs a page of the events list through the router: its event ids and its `next` link.
@@ -870,4 +872,89 @@ async fn the_instances_list_pages_by_id_and_skips_deleted_ones() {
         }
     }
     assert_eq!(seen, live);
+}
+
+/// A delivery function stopped at any point of a batch (its timeout, a crash) loses nothing: its
+/// messages come back once their visibility ends, and every notification ends delivered, each
+/// attempt logged once under its own number. Cut after 0 to 130 ms, which lands before, during
+/// and after the callbacks and the table writes, or not at all (5 s). The receiver gets a
+/// notification twice only when the cut fell between its attempt and the record of it (at
+/// least once; receivers drop repeats by `webhook-id`): a message handed over again for a
+/// settled notification is not attempted.
+#[tokio::test]
+async fn a_delivery_function_stopped_mid_batch_loses_nothing() {
+    let aws = provision().await;
+    let api = aws.api();
+    let rx = Receiver::start().await;
+    let id = instance(&api, &rx.url).await["id"].as_i64().unwrap();
+    let function = delivery(&aws);
+    let mut accepted = std::collections::BTreeSet::new();
+    let mut cut_mid_batch = 0;
+    for (round, cut_ms) in [0u64, 1, 2, 3, 5, 8, 12, 17, 25, 40, 60, 90, 130, 5000].into_iter().enumerate() {
+        for n in 0..3 {
+            let body = format!(r#"{{"action":"job_updated","payload":{{"job":{{"id":{}}}}}}}"#, round * 10 + n + 1);
+            let (status, v) = webhook(&api, id, &body, &format!("cut-{round}-{n}")).await;
+            assert_eq!(status, 200, "{v}");
+            accepted.insert(v["eventId"].as_str().unwrap().to_owned());
+        }
+        let event = aws.receive(1).await;
+        assert_eq!(event.records.len(), 3, "round {round}");
+        let heard_before = rx.got.lock().unwrap().len();
+        let cut = tokio::time::timeout(Duration::from_millis(cut_ms), function.handle_batch(event.clone())).await;
+        if cut.is_err() {
+            cut_mid_batch += 1;
+        }
+        // Whatever happened, SQS deletes nothing of a batch whose function did not return (and
+        // here, not of one that did either: the drain below handles what comes back). The test
+        // ends their visibility at once instead of waiting for the queue's timeout.
+        for record in &event.records {
+            aws.sqs
+                .change_message_visibility()
+                .queue_url(&aws.queue_url)
+                .receipt_handle(record.receipt_handle.as_deref().unwrap())
+                .visibility_timeout(0)
+                .send()
+                .await
+                .unwrap();
+        }
+        // Then the function runs to its end on what comes back, as the event source would make it.
+        loop {
+            let event = aws.receive(0).await;
+            if event.records.is_empty() {
+                break;
+            }
+            let response = function.handle_batch(event.clone()).await;
+            assert!(response.batch_item_failures.is_empty(), "round {round}: {response:?}");
+            for record in &event.records {
+                let handle = record.receipt_handle.as_deref().unwrap();
+                aws.sqs.delete_message().queue_url(&aws.queue_url).receipt_handle(handle).send().await.unwrap();
+            }
+        }
+        // A notification is sent again only if the cut fell between its attempt and the record
+        // of it; a batch that ran to its end sends nothing twice (its messages, handed over
+        // again, are settled).
+        let sent = rx.got.lock().unwrap().len() - heard_before;
+        match cut {
+            Ok(_) => assert_eq!(sent, 3, "round {round}: a finished batch's messages were attempted again"),
+            Err(_) => assert!((3..=6).contains(&sent), "round {round}: {sent} requests"),
+        }
+    }
+    assert!(cut_mid_batch >= 3, "only {cut_mid_batch} rounds were cut before the batch ended");
+    assert!(cut_mid_batch < 14, "no batch ran to its end");
+    let events = events_of(&api, id).await;
+    let listed: std::collections::BTreeSet<String> =
+        events.iter().map(|e| e["eventId"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(listed, accepted);
+    for e in &events {
+        assert_eq!(e["status"], "delivered", "{e}");
+        let numbers: Vec<u64> =
+            e["attempts"].as_array().unwrap().iter().map(|a| a["attempt"].as_u64().unwrap()).collect();
+        let mut unique = numbers.clone();
+        unique.dedup();
+        assert_eq!(numbers, unique, "an attempt number logged twice: {e}");
+        assert_eq!(e["attempts"].as_array().unwrap().last().unwrap()["statusCode"], 200, "{e}");
+    }
+    let heard: std::collections::BTreeSet<String> =
+        rx.got.lock().unwrap().iter().map(|(h, _)| h["webhook-id"].to_str().unwrap().to_owned()).collect();
+    assert_eq!(heard, accepted, "the receiver got every notification");
 }
