@@ -183,6 +183,39 @@ async fn a_410_dead_letters_at_once_and_redelivery_starts_a_new_series() {
     server.stop().await;
 }
 
+/// A pending notification of an instance deleted meanwhile ends at its next attempt: failed,
+/// with the reason, instead of being refused at every attempt for 27.5 hours.
+#[tokio::test]
+async fn a_deleted_instances_notification_ends_at_its_next_attempt() {
+    let dir = tmp();
+    let rx = Receiver::start().await;
+    // A 429 puts the next attempt at least 60 s on, 3 s at this scale: time to delete.
+    rx.script([Reply::status(429)]);
+    let server = Server::start(config(dir.path(), 0.05)).await;
+    let inst = server.create_instance(&rx.url(), json!({})).await;
+    let (_, r) = server.webhook(id_of(&inst), &fixture("job_created.json"), VENDOR_KEY, Some("del-1")).await;
+    let event_id = r["eventId"].as_str().unwrap().to_owned();
+    rx.wait_for(1, WAIT).await;
+    let (status, v) = server.call("DELETE", &format!("/instances/{}", id_of(&inst)), Some(&admin()), None).await;
+    assert_eq!(status, 200, "{v}");
+    let row = |conn: &rusqlite::Connection| -> (String, Option<String>, i64) {
+        conn.query_row(
+            "SELECT status, dead_letter_reason, attempts FROM events WHERE event_id = ?1",
+            [&event_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+    };
+    let conn = rusqlite::Connection::open(dir.path().join("relay.db")).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while row(&conn).0 == "pending" && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(row(&conn), ("failed".to_owned(), Some("the instance was deleted".to_owned()), 2));
+    assert_eq!(rx.received().len(), 1, "nothing is sent for a deleted instance");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_timeout_is_a_failed_attempt_retried_after_the_floor() {
     let dir = tmp();

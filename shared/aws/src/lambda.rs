@@ -297,6 +297,7 @@ enum Outcome {
     Retried,
     DeadLettered,
     Gone,
+    InstanceDeleted,
     Settled,
     Unprocessed,
 }
@@ -331,12 +332,13 @@ impl Delivery {
                 Outcome::Retried => &mut outcomes.retried,
                 Outcome::DeadLettered => &mut outcomes.dead_lettered,
                 Outcome::Gone => &mut outcomes.gone,
+                Outcome::InstanceDeleted => &mut outcomes.instance_deleted,
                 Outcome::Settled => &mut outcomes.settled,
                 Outcome::Unprocessed => &mut outcomes.unprocessed,
             };
             *count += 1;
-            // Delivered, dead-lettered, gone and settled ones are done: SQS may delete their
-            // messages.
+            // Delivered, dead-lettered, gone, orphaned and settled ones are done: SQS may delete
+            // their messages.
             if matches!(outcome, Outcome::Retried | Outcome::Unprocessed) {
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = record.message_id.clone().unwrap_or_default();
@@ -402,6 +404,7 @@ impl Delivery {
             Ok(NextStep::Delivered) => Outcome::Delivered,
             Ok(NextStep::DeadLettered(DeadLetterReason::Gone)) => Outcome::Gone,
             Ok(NextStep::DeadLettered(DeadLetterReason::AttemptsExhausted)) => Outcome::DeadLettered,
+            Ok(NextStep::DeadLettered(DeadLetterReason::InstanceDeleted)) => Outcome::InstanceDeleted,
             Ok(NextStep::RetryAt { at_ms }) => {
                 let delay = Duration::from_millis((at_ms - self.clock.now_ms()).max(0) as u64);
                 if let Some(handle) = &record.receipt_handle

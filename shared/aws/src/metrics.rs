@@ -5,8 +5,9 @@
 //! Why: a notification that exhausts its attempts (or gets a 410) is recorded as failed and its
 //! message deleted, so it never reaches the SQS dead-letter queue and that queue's alarm stays
 //! quiet. `DeadLettered` (attempts exhausted, or no attempt possible) is what the template's
-//! `DeadLetteredAlarm` watches; `Gone` (the receiver answered 410, asking to be left alone) is
-//! counted apart, so that a receiver's deliberate answer does not page anyone.
+//! `DeadLetteredAlarm` watches; `Gone` (the receiver answered 410, asking to be left alone) and
+//! `InstanceDeleted` (its owner deleted the instance) are counted apart, so that a deliberate
+//! choice does not page anyone.
 
 use std::sync::Arc;
 
@@ -26,6 +27,9 @@ pub struct Outcomes {
     pub dead_lettered: u32,
     /// The receiver answered 410: recorded as failed, not alarmed.
     pub gone: u32,
+    /// The instance was deleted: recorded as failed at the first attempt, not alarmed (its
+    /// owner deleted it).
+    pub instance_deleted: u32,
     /// A message SQS delivered again for a notification already delivered or failed (or of an
     /// earlier series): acknowledged without an attempt.
     pub settled: u32,
@@ -42,7 +46,7 @@ pub fn emf(function: &str, at_ms: i64, o: &Outcomes) -> String {
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
                 "Dimensions": [["Function"]],
-                "Metrics": [metric("Delivered"), metric("Retried"), metric("DeadLettered"), metric("Gone"), metric("Settled"), metric("Unprocessed")],
+                "Metrics": [metric("Delivered"), metric("Retried"), metric("DeadLettered"), metric("Gone"), metric("InstanceDeleted"), metric("Settled"), metric("Unprocessed")],
             }],
         },
         "Function": function,
@@ -50,6 +54,7 @@ pub fn emf(function: &str, at_ms: i64, o: &Outcomes) -> String {
         "Retried": o.retried,
         "DeadLettered": o.dead_lettered,
         "Gone": o.gone,
+        "InstanceDeleted": o.instance_deleted,
         "Settled": o.settled,
         "Unprocessed": o.unprocessed,
     })
@@ -84,7 +89,15 @@ mod tests {
 
     #[test]
     fn every_metric_named_in_the_directive_is_a_number_at_the_root() {
-        let o = Outcomes { delivered: 7, retried: 2, dead_lettered: 1, gone: 3, settled: 4, unprocessed: 0 };
+        let o = Outcomes {
+            delivered: 7,
+            retried: 2,
+            dead_lettered: 1,
+            gone: 3,
+            instance_deleted: 5,
+            settled: 4,
+            unprocessed: 0,
+        };
         let v: serde_json::Value =
             serde_json::from_str(&emf("relay-DeliveryFunction-x", 1_772_473_211_000, &o)).unwrap();
         let directive = &v["_aws"]["CloudWatchMetrics"][0];
@@ -97,8 +110,11 @@ mod tests {
         }
         let names: Vec<&str> =
             directive["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["Delivered", "Retried", "DeadLettered", "Gone", "Settled", "Unprocessed"]);
+        assert_eq!(
+            names,
+            ["Delivered", "Retried", "DeadLettered", "Gone", "InstanceDeleted", "Settled", "Unprocessed"]
+        );
         let values: Vec<u64> = names.iter().map(|n| v[n].as_u64().unwrap()).collect();
-        assert_eq!(values, [7, 2, 1, 3, 4, 0]);
+        assert_eq!(values, [7, 2, 1, 3, 5, 4, 0]);
     }
 }

@@ -958,3 +958,38 @@ async fn a_delivery_function_stopped_mid_batch_loses_nothing() {
         rx.got.lock().unwrap().iter().map(|(h, _)| h["webhook-id"].to_str().unwrap().to_owned()).collect();
     assert_eq!(heard, accepted, "the receiver got every notification");
 }
+
+/// A message of an instance deleted meanwhile: recorded as failed at once with the reason,
+/// counted as `InstanceDeleted` (not alarmed as `DeadLettered`), nothing sent, the message done.
+#[tokio::test]
+async fn a_deleted_instances_message_ends_at_once_and_is_not_alarmed() {
+    let aws = provision().await;
+    let api = aws.api();
+    let rx = Receiver::start().await;
+    let id = instance(&api, &rx.url).await["id"].as_i64().unwrap();
+    let (_, v) = webhook(&api, id, r#"{"action":"job_deleted","payload":{"job":{"id":4}}}"#, "del-1").await;
+    let event_id = v["eventId"].as_str().unwrap().to_owned();
+    let (status, v) = call(&api, "DELETE", &format!("/instances/{id}"), &[admin()], vec![]).await;
+    assert_eq!(status, 200, "{v}");
+    let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    let metrics = relay_aws::metrics::Metrics::to("relay-Delivery", move |line| sink.lock().unwrap().push(line));
+    let response = delivery(&aws).with_metrics(metrics).handle_batch(aws.receive_event().await).await;
+    assert!(response.batch_item_failures.is_empty(), "done with: SQS may delete it");
+    let v: Value = serde_json::from_str(&lines.lock().unwrap()[0]).unwrap();
+    assert_eq!((v["InstanceDeleted"].as_u64(), v["DeadLettered"].as_u64()), (Some(1), Some(0)));
+    assert!(rx.got.lock().unwrap().is_empty());
+    let row = aws
+        .dynamo
+        .get_item()
+        .table_name(&aws.table)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("EVENT#{event_id}")))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("EVENT".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(row["status"].as_s().unwrap(), "failed");
+    assert_eq!(row["dead_letter_reason"].as_s().unwrap(), "the instance was deleted");
+}

@@ -219,8 +219,9 @@ fn run_steps(steps: &[Step]) -> Result<Vec<(u16, Value)>, TestCaseError> {
         }
     }
     // Then the receiver answers 200 until neither runtime has anything due: every notification
-    // ends delivered or failed on both (a refused attempt, to a disabled or deleted instance or
-    // a closed port, fails until dead-lettered), none is left pending, none is lost.
+    // ends delivered or failed on both (a refused attempt, to a disabled instance or a closed
+    // port, fails until dead-lettered; one to a deleted instance ends at once), none is left
+    // pending, none is lost.
     if steps.iter().any(|s| matches!(s, Step::Deliver(_))) {
         let ok = Answer::Status(200, 0);
         let mut passes = 0;

@@ -8,7 +8,7 @@ use crate::notification;
 use crate::ports::{
     AttemptLog, Callback, CallbackResponse, Clock, Events, Instances, NextStep, QueuedEvent, StoreError,
 };
-use crate::retry::{self, AttemptResult, Decision};
+use crate::retry::{self, AttemptResult, DeadLetterReason, Decision};
 
 #[derive(Debug, Clone, Copy)]
 pub struct DeliveryConfig {
@@ -46,7 +46,11 @@ pub async fn deliver(
         },
     };
     let attempt = event.attempts + 1;
-    let decision = retry::decide(attempt, &response.result, rand::rng().random_range(-1.0..=1.0));
+    let decision = match instance {
+        // Retrying would refuse it again up to the last attempt, 27.5 hours on.
+        None => Decision::DeadLetter(DeadLetterReason::InstanceDeleted),
+        Some(_) => retry::decide(attempt, &response.result, rand::rng().random_range(-1.0..=1.0)),
+    };
     let next = match decision {
         Decision::Delivered => NextStep::Delivered,
         Decision::RetryAfter(delay) => {
@@ -77,7 +81,8 @@ pub async fn deliver(
 }
 
 /// An attempt that could not even be made: it counts as a failure so the schedule still
-/// applies and the notification ends dead-lettered (and redeliverable), never dropped.
+/// applies and the notification ends dead-lettered (and redeliverable), never dropped. (For a
+/// deleted instance the first such attempt is the last.)
 fn refused(reason: &str) -> CallbackResponse {
     CallbackResponse {
         result: AttemptResult::Failed,

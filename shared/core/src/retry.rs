@@ -55,6 +55,9 @@ pub enum DeadLetterReason {
     /// 410: the receiver says this endpoint is gone for good.
     Gone,
     AttemptsExhausted,
+    /// The instance was deleted: its ids are never reused, so no later attempt could be made,
+    /// and nobody can list or redeliver its notifications any more.
+    InstanceDeleted,
 }
 
 impl DeadLetterReason {
@@ -62,6 +65,7 @@ impl DeadLetterReason {
         match self {
             DeadLetterReason::Gone => "the callback answered 410 Gone",
             DeadLetterReason::AttemptsExhausted => "all attempts failed",
+            DeadLetterReason::InstanceDeleted => "the instance was deleted",
         }
     }
 }
