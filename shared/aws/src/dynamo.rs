@@ -244,14 +244,6 @@ impl DynamoStore {
         Ok(body)
     }
 
-    /// The notification bytes of `event_id` (a message too large to carry them names them).
-    pub async fn notification(&self, event_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.event_row(event_id, Some("body, body_ref, body_parts, expires_at")).await? {
-            Some(item) => Ok(Some(self.body_of(event_id, &item).await?)),
-            None => Ok(None),
-        }
-    }
-
     /// What the delivery function reads of a notification's row before an attempt: its status
     /// and series, and its bytes when `with_body` (a message too large to carry them). `None`
     /// when there is no row.
@@ -299,15 +291,14 @@ impl DynamoStore {
         })
     }
 
-    /// A notification's row (consistent read), or the attributes `projection` names.
-    async fn event_row(&self, event_id: &str, projection: Option<&str>) -> Result<Option<Item>, StoreError> {
+    /// A notification's row (consistent read).
+    async fn event_row(&self, event_id: &str) -> Result<Option<Item>, StoreError> {
         let out = self
             .dynamo
             .get_item()
             .table_name(&self.table)
             .key("pk", event_pk(event_id))
             .key("sk", s("EVENT"))
-            .set_projection_expression(projection.map(str::to_owned))
             .consistent_read(true)
             .send()
             .await
@@ -945,7 +936,7 @@ impl Events for DynamoStore {
     }
 
     async fn get(&self, instance_id: i64, event_id: &str) -> Result<Option<EventRecord>, StoreError> {
-        let Some(item) = self.event_row(event_id, None).await? else { return Ok(None) };
+        let Some(item) = self.event_row(event_id).await? else { return Ok(None) };
         let mut event = Self::event_from_item(&item)?;
         if event.instance_id != instance_id {
             return Ok(None);

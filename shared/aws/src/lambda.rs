@@ -337,8 +337,7 @@ impl Delivery {
                 Outcome::Unprocessed => &mut outcomes.unprocessed,
             };
             *count += 1;
-            // Delivered, dead-lettered, gone, orphaned and settled ones are done: SQS may delete
-            // their messages.
+            // Only the retried and the unprocessed stay: SQS may delete the others' messages.
             if matches!(outcome, Outcome::Retried | Outcome::Unprocessed) {
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = record.message_id.clone().unwrap_or_default();
