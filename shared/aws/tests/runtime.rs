@@ -925,10 +925,7 @@ async fn a_delivery_function_stopped_mid_batch_loses_nothing() {
             }
             let response = function.handle_batch(event.clone()).await;
             assert!(response.batch_item_failures.is_empty(), "round {round}: {response:?}");
-            for record in &event.records {
-                let handle = record.receipt_handle.as_deref().unwrap();
-                aws.sqs.delete_message().queue_url(&aws.queue_url).receipt_handle(handle).send().await.unwrap();
-            }
+            aws.finish(&event, &response).await;
         }
         // A notification is sent again only if the cut fell between its attempt and the record
         // of it; a batch that ran to its end sends nothing twice (its messages, handed over

@@ -84,20 +84,7 @@ impl Side {
                     let event = aws.receive(0).await;
                     let function = Delivery::new(aws.store(), callback.clone(), config.time_scale);
                     let response = function.handle_batch(event.clone()).await;
-                    let failed: HashSet<&str> =
-                        response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
-                    for record in &event.records {
-                        if !failed.contains(record.message_id.as_deref().unwrap_or_default()) {
-                            let handle = record.receipt_handle.as_deref().unwrap_or_default();
-                            aws.sqs
-                                .delete_message()
-                                .queue_url(&aws.queue_url)
-                                .receipt_handle(handle)
-                                .send()
-                                .await
-                                .unwrap();
-                        }
-                    }
+                    aws.finish(&event, &response).await;
                     Ok(event.records.len())
                 }
             }

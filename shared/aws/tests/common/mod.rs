@@ -192,6 +192,24 @@ impl Aws {
     }
 }
 
+impl Aws {
+    /// What the event source mapping does once the function returns: deletes the messages of
+    /// `event` that `response` does not report as failures.
+    pub async fn finish(
+        &self,
+        event: &aws_lambda_events::event::sqs::SqsEvent,
+        response: &aws_lambda_events::event::sqs::SqsBatchResponse,
+    ) {
+        let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+        for record in &event.records {
+            if !failed.contains(&record.message_id.as_deref().unwrap_or_default()) {
+                let handle = record.receipt_handle.as_deref().unwrap_or_default();
+                self.sqs.delete_message().queue_url(&self.queue_url).receipt_handle(handle).send().await.unwrap();
+            }
+        }
+    }
+}
+
 pub fn loopback_policy() -> NetworkPolicy {
     NetworkPolicy { allow: NetworkPolicy::parse_allow_list("127.0.0.0/8").unwrap(), allow_http_to_allowed_nets: true }
 }
