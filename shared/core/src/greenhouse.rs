@@ -75,7 +75,7 @@ pub enum WebhookError {
     TooDeep,
     #[error("the body is not valid JSON: {0}")]
     NotJson(String),
-    #[error("the body is not a JSON object with a string `action` and an object `payload`")]
+    #[error("the body is not a JSON object with one string `action` and one object `payload`")]
     NotAWebhook,
     #[error("the action is longer than {} bytes: no Greenhouse action is", crate::ingest::MAX_ACTION_BYTES)]
     ActionTooLong,
@@ -449,6 +449,8 @@ mod tests {
             r#"{"action":"x","payload":null}"#,
             r#"{"action":"x","payload":[1]}"#,
             r#"{"payload":{}}"#,
+            r#"{"action":"x","payload":{},"action":"y"}"#,
+            r#"{"action":"x","payload":{},"payload":{}}"#,
         ] {
             assert_eq!(parse_webhook(body.as_bytes()).unwrap_err(), WebhookError::NotAWebhook, "{body}");
         }
