@@ -25,9 +25,9 @@ use rusqlite::types::ValueRef;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-mod common;
-use common::calls::{Call, Known, Logs, call, cases, kind, local_router, send};
-use common::{ORG, USER};
+mod harness;
+use harness::calls::{Call, Known, Logs, call, cases, kind, local_router, send};
+use harness::{ORG, USER};
 
 /// Every row of every table, and the instances as the store serves them from memory.
 fn snapshot(db: &Path, instances: &dyn Instances, rt: &tokio::runtime::Runtime) -> Vec<String> {

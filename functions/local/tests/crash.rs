@@ -1,7 +1,7 @@
 //! `kill -9` during a load of several thousand webhooks, restart: every webhook that got a 200
 //! is delivered (duplicates only with the same eventId).
 
-mod common;
+mod harness;
 
 use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use harness::*;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 

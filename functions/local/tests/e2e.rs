@@ -1,11 +1,11 @@
 //! End to end through the local mode: real HTTP on loopback, a real SQLite file, a real
 //! receiver. One server per test, each with the delivery time scale it needs.
 
-mod common;
+mod harness;
 
 use std::time::Duration;
 
-use common::*;
+use harness::*;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);

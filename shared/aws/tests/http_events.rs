@@ -4,7 +4,7 @@
 //! raw query string with a byte `http::Uri` refuses, aws-lambda-rust-runtime#515), ours still
 //! builds the request the client meant. Neither the conversion nor the handler ever panics.
 
-mod common;
+mod harness;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -13,7 +13,7 @@ use aws_lambda_events::encodings::Body;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use common::*;
+use harness::*;
 use proptest::prelude::*;
 use relay_aws::lambda::{handle_http, request};
 use relay_core::api::PublicBaseUrl;

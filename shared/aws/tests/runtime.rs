@@ -5,12 +5,12 @@
 //! and a pending notification whose message was lost can be redelivered. Plus every sample in
 //! `events/` through its handler.
 
-mod common;
+mod harness;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use harness::*;
 use relay_aws::{Delivery, QueueMessage};
 use relay_callback::HttpCallback;
 use serde_json::{Value, json};

@@ -15,9 +15,9 @@
 //! and response excerpts) must match, through redeliveries, patched callbacks, disabled and
 //! deleted instances and dead letters.
 
-#[path = "../../../functions/local/tests/common/calls.rs"]
+#[path = "../../../functions/local/tests/harness/calls.rs"]
 mod calls;
-mod common;
+mod harness;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -26,7 +26,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use calls::{Auth, Body, Call, EventRef, FIXTURES, Known, Logs, Route, Signature, Target};
 use calls::{call, cases, local_router, policy, send};
-use common::{Aws, ORG, USER, provision};
+use harness::{Aws, ORG, USER, provision};
 use http::{Method, Request, Response};
 use proptest::prelude::*;
 use relay_aws::Delivery;
