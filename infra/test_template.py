@@ -37,7 +37,8 @@ class Template(unittest.TestCase):
     def test_queue_redrive_visibility_and_retention(self):
         q = RES["DeliveryQueue"]["Properties"]
         self.assertEqual(q["RedrivePolicy"]["deadLetterTargetArn"], {"Fn::GetAtt": ["DeliveryDLQ", "Arn"]})
-        self.assertGreaterEqual(int(q["RedrivePolicy"]["maxReceiveCount"]), 8, "fewer receives than attempts")
+        self.assertGreaterEqual(int(q["RedrivePolicy"]["maxReceiveCount"]), 16,
+                                "room for 8 attempts and as many receives that made none")
         timeout = fn_prop(FUNCTIONS["DeliveryFunction"], "Timeout")
         self.assertGreaterEqual(int(q["VisibilityTimeout"]), 6 * int(timeout), "visibility < 6x function timeout")
         self.assertGreater(int(q["MessageRetentionPeriod"]), SCHEDULE_SECONDS, "retention shorter than the retry schedule")

@@ -21,5 +21,5 @@ ddb.update_time_to_live(TableName=table, TimeToLiveSpecification={"Enabled": Tru
 dlq = sqs.create_queue(QueueName=f"{prefix}-dlq")["QueueUrl"]
 arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 q = sqs.create_queue(QueueName=f"{prefix}-deliveries", Attributes={
-    "VisibilityTimeout": "60", "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "10"})})["QueueUrl"]
+    "VisibilityTimeout": "60", "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "16"})})["QueueUrl"]
 print(f"TABLE_NAME={table}\nQUEUE_URL={q}")

@@ -133,6 +133,8 @@ fn event_sort(created_at_ms: i64, event_id: &str) -> String {
 pub struct RowState {
     pub status: EventStatus,
     pub series: u32,
+    /// The attempts recorded in `series`.
+    pub attempts: u32,
     /// The bytes, when asked for.
     pub body: Option<Vec<u8>>,
 }
@@ -145,6 +147,24 @@ impl RowState {
     pub fn settled_for(&self, series: u32) -> bool {
         self.series > series || (self.series == series && self.status != EventStatus::Pending)
     }
+
+    /// The attempts already made for a message of `series`, which numbers the next one: counted
+    /// from the row, as the local worker counts them, not from SQS's receive count, which also
+    /// counts receives that made no attempt (a function stopped before it, a DynamoDB error)
+    /// and would end the schedule early. A row still on an earlier series is a stale read of
+    /// one a redelivery just restarted: none yet.
+    pub fn attempts_for(&self, series: u32) -> u32 {
+        if self.series == series { self.attempts } else { 0 }
+    }
+}
+
+/// A new attempt's sort key: by series, then number, then start time, then a random tag. Two
+/// attempts may share a number, and the log keeps both: an attempt whose record was cut after
+/// its log item (the row still counts one fewer, so the next attempt takes its number), or two
+/// copies of one message attempted at once (the tag keeps those apart within a millisecond).
+fn attempt_sk(log: &AttemptLog) -> String {
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    format!("ATTEMPT#{:05}#{:03}#{:015}#{}", log.series, log.attempt, log.at_ms, &tag[..8])
 }
 
 #[derive(Clone)]
@@ -244,15 +264,18 @@ impl DynamoStore {
         Ok(body)
     }
 
-    /// What the delivery function reads of a notification's row before an attempt: its status
-    /// and series, and its bytes when `with_body` (a message too large to carry them). `None`
-    /// when there is no row.
+    /// What the delivery function reads of a notification's row before an attempt: its status,
+    /// series and attempts, and its bytes when `with_body` (a message too large to carry them).
+    /// `None` when there is no row.
     ///
     /// Without the bytes the read is eventually consistent (half the cost), which is safe for
-    /// the one use of the answer, skipping a message whose notification is settled: within a
+    /// both uses of the answer. Skipping a message whose notification is settled: within a
     /// series a row only goes from pending to delivered or failed, and a new series has a higher
     /// number, so a stale row can only make a settled notification look pending (an attempt
-    /// too many, as before this read), never a pending one look settled.
+    /// too many), never a pending one look settled. Numbering the attempt: a stale count is
+    /// lower, never higher, so it can only cost one attempt more than the schedule's 8, logged
+    /// beside the earlier one of its number (`attempt_sk`). Attempts are seconds to hours apart,
+    /// and DynamoDB's reads converge within about a second.
     pub async fn delivery_state(&self, event_id: &str, with_body: bool) -> Result<Option<RowState>, StoreError> {
         let mut get = self
             .dynamo
@@ -263,14 +286,19 @@ impl DynamoStore {
             .expression_attribute_names("#st", "status")
             .consistent_read(with_body);
         get = if with_body {
-            get.projection_expression("#st, series, body, body_ref, body_parts, expires_at")
+            get.projection_expression("#st, series, attempts, body, body_ref, body_parts, expires_at")
         } else {
-            get.projection_expression("#st, series")
+            get.projection_expression("#st, series, attempts")
         };
         let Some(item) = get.send().await.map_err(unavailable)?.item else { return Ok(None) };
         let status = get_s(&item, "status").and_then(|s| EventStatus::parse(&s)).ok_or_else(|| corrupt("status"))?;
         let body = if with_body { Some(self.body_of(event_id, &item).await?) } else { None };
-        Ok(Some(RowState { status, series: get_n(&item, "series").unwrap_or(0), body }))
+        Ok(Some(RowState {
+            status,
+            series: get_n(&item, "series").unwrap_or(0),
+            attempts: get_n(&item, "attempts").unwrap_or(0),
+            body,
+        }))
     }
 
     fn event_from_item(item: &Item) -> Result<EventRecord, StoreError> {
@@ -435,12 +463,14 @@ impl DynamoStore {
 
     /// A delivered notification's older attempts and its chunks expire with it (the attempt just
     /// recorded and the row already carry `expires_at`). Best effort: what fails here is kept
-    /// longer, which is no reason to deliver the notification again.
-    async fn expire_the_rest(&self, event: &QueuedEvent, log: &AttemptLog, expires_at: i64) {
+    /// longer, which is no reason to deliver the notification again. A first attempt delivered
+    /// in its series skips the query for older ones, so the log item of an earlier attempt 1
+    /// whose record was cut (a function stopped between its two writes) keeps no expiry: rare,
+    /// and one small item.
+    async fn expire_the_rest(&self, event: &QueuedEvent, log: &AttemptLog, this: &str, expires_at: i64) {
         let result = async {
             if log.series > 0 || log.attempt > 1 {
-                let this = format!("ATTEMPT#{:05}#{:03}", log.series, log.attempt);
-                let older = self.attempt_sks(&event.event_id).await?.into_iter().filter(|sk| *sk != this).collect();
+                let older = self.attempt_sks(&event.event_id).await?.into_iter().filter(|sk| sk != this).collect();
                 self.set_expiry(&event.event_id, older, Some(expires_at)).await?;
             }
             if event.body.len() > BODY_CHUNK {
@@ -950,12 +980,13 @@ impl Events for DynamoStore {
         // Delivered: the row and its attempts expire `retention` after (DynamoDB TTL, seconds).
         let expires_at = matches!(next, NextStep::Delivered)
             .then(|| (log.at_ms + log.duration_ms as i64 + self.retention.as_millis() as i64) / 1000);
+        let sk = attempt_sk(&log);
         let mut put = self
             .dynamo
             .put_item()
             .table_name(&self.table)
             .item("pk", event_pk(&event.event_id))
-            .item("sk", s(format!("ATTEMPT#{:05}#{:03}", log.series, log.attempt)))
+            .item("sk", s(&sk))
             .item("at", n(log.at_ms))
             .item("series", n(log.series))
             .item("attempt", n(log.attempt))
@@ -999,7 +1030,7 @@ impl Events for DynamoStore {
         match update.send().await {
             Ok(_) => {
                 if let Some(at) = expires_at {
-                    self.expire_the_rest(event, &log, at).await;
+                    self.expire_the_rest(event, &log, &sk, at).await;
                 }
                 Ok(())
             }
@@ -1073,5 +1104,57 @@ impl<I: Instances> Instances for CachedInstances<I> {
     }
     async fn record_ping(&self, id: i64, ping: Map<String, Value>) -> Result<(), StoreError> {
         self.inner.record_ping(id, ping).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(status: EventStatus, series: u32, attempts: u32) -> RowState {
+        RowState { status, series, attempts, body: None }
+    }
+
+    #[test]
+    fn a_message_of_the_rows_series_continues_its_count_and_a_settled_one_is_skipped() {
+        let pending = row(EventStatus::Pending, 2, 3);
+        assert!(!pending.settled_for(2));
+        assert_eq!(pending.attempts_for(2), 3);
+        // An older series' message: the redelivery's series owns the row.
+        assert!(pending.settled_for(1));
+        // A stale read of a row a redelivery just restarted: no attempt of series 3 yet.
+        assert!(!pending.settled_for(3));
+        assert_eq!(pending.attempts_for(3), 0);
+        for status in [EventStatus::Delivered, EventStatus::Failed] {
+            assert!(row(status, 2, 3).settled_for(2));
+            assert!(!row(status, 2, 3).settled_for(3), "a redelivered notification's new series");
+        }
+    }
+
+    fn log(series: u32, attempt: u32, at_ms: i64) -> AttemptLog {
+        AttemptLog {
+            at_ms,
+            series,
+            attempt,
+            status_code: None,
+            error: None,
+            duration_ms: 0,
+            response_body: String::new(),
+        }
+    }
+
+    #[test]
+    fn attempt_keys_sort_by_series_number_and_time_and_never_collide() {
+        let keys = [
+            // The format before start times were added: first among its number's keys.
+            "ATTEMPT#00000#002".to_owned(),
+            attempt_sk(&log(0, 2, 1_000)),
+            attempt_sk(&log(0, 2, 2_000)),
+            attempt_sk(&log(0, 10, 500)),
+            attempt_sk(&log(1, 1, 100)),
+        ];
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
+        assert!(keys.iter().all(|k| k.starts_with("ATTEMPT#")));
+        assert_ne!(attempt_sk(&log(0, 1, 7)), attempt_sk(&log(0, 1, 7)), "two attempts in one millisecond");
     }
 }

@@ -381,6 +381,7 @@ impl Delivery {
             );
             return Outcome::Settled;
         }
+        let attempts = row.as_ref().map(|r| r.attempts_for(message.series));
         let body = match (message.notification, row.and_then(|r| r.body)) {
             (Some(body), _) | (None, Some(body)) => body,
             (None, None) => {
@@ -392,7 +393,8 @@ impl Delivery {
             event_id: message.event_id,
             instance_id: message.instance_id,
             series: message.series,
-            attempts: receives.saturating_sub(1),
+            // Without a row (nothing records its attempts), SQS's count still ends the schedule.
+            attempts: attempts.unwrap_or(receives.saturating_sub(1)),
             body,
         };
         let instances: &dyn Instances = &self.instances;

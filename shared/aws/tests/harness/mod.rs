@@ -117,7 +117,7 @@ pub async fn provision() -> Aws {
         .attributes(QueueAttributeName::MaximumMessageSize, "262144")
         .attributes(
             QueueAttributeName::RedrivePolicy,
-            format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"10"}}"#),
+            format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"16"}}"#),
         )
         .send()
         .await
