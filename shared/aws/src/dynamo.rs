@@ -135,6 +135,8 @@ pub struct RowState {
     pub series: u32,
     /// The attempts recorded in `series`.
     pub attempts: u32,
+    /// When the next attempt of `series` is due, while pending.
+    pub next_attempt_at_ms: Option<i64>,
     /// The bytes, when asked for.
     pub body: Option<Vec<u8>>,
 }
@@ -155,6 +157,16 @@ impl RowState {
     /// one a redelivery just restarted: none yet.
     pub fn attempts_for(&self, series: u32) -> u32 {
         if self.series == series { self.attempts } else { 0 }
+    }
+
+    /// How long a message of `series` must still wait for its attempt, if it came back more than
+    /// `slack_ms` before the attempt is due. SQS hides a message at most 12 h, a `Retry-After`
+    /// may ask for up to 24 h, and when setting the delay failed the queue's own visibility
+    /// timeout (minutes) applied. A row on another series says nothing of this message's due
+    /// time.
+    pub fn wait_for(&self, series: u32, now_ms: i64, slack_ms: i64) -> Option<Duration> {
+        let due = self.next_attempt_at_ms.filter(|_| self.series == series && self.status == EventStatus::Pending)?;
+        (due - now_ms > slack_ms).then(|| Duration::from_millis((due - now_ms) as u64))
     }
 }
 
@@ -269,13 +281,15 @@ impl DynamoStore {
     /// `None` when there is no row.
     ///
     /// Without the bytes the read is eventually consistent (half the cost), which is safe for
-    /// both uses of the answer. Skipping a message whose notification is settled: within a
+    /// every use of the answer. Skipping a message whose notification is settled: within a
     /// series a row only goes from pending to delivered or failed, and a new series has a higher
     /// number, so a stale row can only make a settled notification look pending (an attempt
     /// too many), never a pending one look settled. Numbering the attempt: a stale count is
     /// lower, never higher, so it can only cost one attempt more than the schedule's 8, logged
-    /// beside the earlier one of its number (`attempt_sk`). Attempts are seconds to hours apart,
-    /// and DynamoDB's reads converge within about a second.
+    /// beside the earlier one of its number (`attempt_sk`). Waiting for the due time: within a
+    /// series it only moves later, so a stale one is earlier, and at worst the attempt comes
+    /// early, as without this read. Attempts are seconds to hours apart, and DynamoDB's reads
+    /// converge within about a second.
     pub async fn delivery_state(&self, event_id: &str, with_body: bool) -> Result<Option<RowState>, StoreError> {
         let mut get = self
             .dynamo
@@ -286,9 +300,9 @@ impl DynamoStore {
             .expression_attribute_names("#st", "status")
             .consistent_read(with_body);
         get = if with_body {
-            get.projection_expression("#st, series, attempts, body, body_ref, body_parts, expires_at")
+            get.projection_expression("#st, series, attempts, next_attempt_at, body, body_ref, body_parts, expires_at")
         } else {
-            get.projection_expression("#st, series, attempts")
+            get.projection_expression("#st, series, attempts, next_attempt_at")
         };
         let Some(item) = get.send().await.map_err(unavailable)?.item else { return Ok(None) };
         let status = get_s(&item, "status").and_then(|s| EventStatus::parse(&s)).ok_or_else(|| corrupt("status"))?;
@@ -297,6 +311,7 @@ impl DynamoStore {
             status,
             series: get_n(&item, "series").unwrap_or(0),
             attempts: get_n(&item, "attempts").unwrap_or(0),
+            next_attempt_at_ms: get_n(&item, "next_attempt_at"),
             body,
         }))
     }
@@ -1112,7 +1127,7 @@ mod tests {
     use super::*;
 
     fn row(status: EventStatus, series: u32, attempts: u32) -> RowState {
-        RowState { status, series, attempts, body: None }
+        RowState { status, series, attempts, next_attempt_at_ms: None, body: None }
     }
 
     #[test]
@@ -1129,6 +1144,22 @@ mod tests {
             assert!(row(status, 2, 3).settled_for(2));
             assert!(!row(status, 2, 3).settled_for(3), "a redelivered notification's new series");
         }
+    }
+
+    #[test]
+    fn a_message_back_before_its_due_time_waits_for_the_rest() {
+        let due = RowState { next_attempt_at_ms: Some(100_000_000), ..row(EventStatus::Pending, 1, 6) };
+        let wait = |series, now| due.wait_for(series, now, 60_000);
+        // Back after 12 h of a 22 h wait: 10 h more.
+        assert_eq!(wait(1, 100_000_000 - 36_000_000), Some(Duration::from_secs(36_000)));
+        // Within the slack (SQS's whole seconds, clocks), or late: attempt now.
+        assert_eq!(wait(1, 100_000_000 - 60_000), None);
+        assert_eq!(wait(1, 100_000_000 + 5), None);
+        // A message of another series, or a row no longer pending: not this rule's business.
+        assert_eq!(wait(2, 0), None);
+        assert_eq!(wait(0, 0), None);
+        let delivered = RowState { status: EventStatus::Delivered, ..due.clone() };
+        assert_eq!(delivered.wait_for(1, 0, 60_000), None);
     }
 
     fn log(series: u32, attempt: u32, at_ms: i64) -> AttemptLog {

@@ -279,6 +279,11 @@ pub fn request(event: ApiGatewayV2httpRequest) -> Result<http::Request<Bytes>, S
     Ok(req)
 }
 
+/// How much earlier than its due time a message may come back and still get its attempt: SQS
+/// counts visibility in whole seconds, and its clock is not the function's. Only a delay SQS
+/// could not hold (over 12 h) or one that was not set brings a message back earlier than that.
+const EARLY_SLACK_MS: i64 = 60_000;
+
 /// The delivery function's state, built once per cold start.
 pub struct Delivery {
     pub instances: CachedInstances<DynamoStore>,
@@ -299,6 +304,7 @@ enum Outcome {
     Gone,
     InstanceDeleted,
     Settled,
+    Deferred,
     Unprocessed,
 }
 
@@ -334,11 +340,13 @@ impl Delivery {
                 Outcome::Gone => &mut outcomes.gone,
                 Outcome::InstanceDeleted => &mut outcomes.instance_deleted,
                 Outcome::Settled => &mut outcomes.settled,
+                Outcome::Deferred => &mut outcomes.deferred,
                 Outcome::Unprocessed => &mut outcomes.unprocessed,
             };
             *count += 1;
-            // Only the retried and the unprocessed stay: SQS may delete the others' messages.
-            if matches!(outcome, Outcome::Retried | Outcome::Unprocessed) {
+            // Only the retried, the deferred and the unprocessed stay: SQS may delete the others'
+            // messages.
+            if matches!(outcome, Outcome::Retried | Outcome::Deferred | Outcome::Unprocessed) {
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = record.message_id.clone().unwrap_or_default();
                 response.batch_item_failures.push(failure);
@@ -380,6 +388,18 @@ impl Delivery {
                 "message of a settled notification acknowledged without an attempt"
             );
             return Outcome::Settled;
+        }
+        // Back before its attempt is due (a delay over SQS's 12 h, or the queue's own visibility
+        // timeout after setting the delay failed): hidden again for the rest, without an attempt.
+        // The slack covers SQS's whole seconds and clocks; only delays cut short matter here.
+        if let Some(wait) = row.as_ref().and_then(|r| r.wait_for(message.series, self.clock.now_ms(), EARLY_SLACK_MS)) {
+            if let Some(handle) = &record.receipt_handle
+                && let Err(e) = self.events.queue().retry_after(handle, wait).await
+            {
+                tracing::warn!(event_id = %message.event_id, error = %e, "could not set the rest of the retry delay");
+            }
+            tracing::info!(event_id = %message.event_id, wait_s = wait.as_secs(), "message back before its attempt is due: hidden again");
+            return Outcome::Deferred;
         }
         let attempts = row.as_ref().map(|r| r.attempts_for(message.series));
         let body = match (message.notification, row.and_then(|r| r.body)) {

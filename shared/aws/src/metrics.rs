@@ -33,6 +33,9 @@ pub struct Outcomes {
     /// A message SQS delivered again for a notification already delivered or failed (or of an
     /// earlier series): acknowledged without an attempt.
     pub settled: u32,
+    /// A message back before its notification's next attempt is due (SQS hides a message 12 h
+    /// at most; a longer `Retry-After` asks more): hidden again for the rest, no attempt.
+    pub deferred: u32,
     /// Not attempted or not recorded (unreadable message, store unavailable): SQS retries it.
     pub unprocessed: u32,
 }
@@ -46,7 +49,7 @@ pub fn emf(function: &str, at_ms: i64, o: &Outcomes) -> String {
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
                 "Dimensions": [["Function"]],
-                "Metrics": [metric("Delivered"), metric("Retried"), metric("DeadLettered"), metric("Gone"), metric("InstanceDeleted"), metric("Settled"), metric("Unprocessed")],
+                "Metrics": [metric("Delivered"), metric("Retried"), metric("DeadLettered"), metric("Gone"), metric("InstanceDeleted"), metric("Settled"), metric("Deferred"), metric("Unprocessed")],
             }],
         },
         "Function": function,
@@ -56,6 +59,7 @@ pub fn emf(function: &str, at_ms: i64, o: &Outcomes) -> String {
         "Gone": o.gone,
         "InstanceDeleted": o.instance_deleted,
         "Settled": o.settled,
+        "Deferred": o.deferred,
         "Unprocessed": o.unprocessed,
     })
     .to_string()
@@ -96,6 +100,7 @@ mod tests {
             gone: 3,
             instance_deleted: 5,
             settled: 4,
+            deferred: 6,
             unprocessed: 0,
         };
         let v: serde_json::Value =
@@ -112,9 +117,9 @@ mod tests {
             directive["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
         assert_eq!(
             names,
-            ["Delivered", "Retried", "DeadLettered", "Gone", "InstanceDeleted", "Settled", "Unprocessed"]
+            ["Delivered", "Retried", "DeadLettered", "Gone", "InstanceDeleted", "Settled", "Deferred", "Unprocessed"]
         );
         let values: Vec<u64> = names.iter().map(|n| v[n].as_u64().unwrap()).collect();
-        assert_eq!(values, [7, 2, 1, 3, 5, 4, 0]);
+        assert_eq!(values, [7, 2, 1, 3, 5, 4, 6, 0]);
     }
 }

@@ -182,8 +182,10 @@ async fn attempts_are_numbered_from_the_table_not_from_sqs_receives() {
     }
     let events = events_of(&api, id).await;
     assert_eq!(events[0]["status"], "pending");
-    // The second attempt's record cut after its log item: the row still counts one.
+    // The second attempt's record cut after its log item: the row still counts one. And its
+    // retry delay (5 min) is over.
     set_attempts(&aws, &event_id, 1).await;
+    age_pending(&aws, &event_id).await;
     assert!(delivery(&aws).handle_batch(first).await.batch_item_failures.is_empty());
     let events = events_of(&api, id).await;
     assert_eq!(events[0]["status"], "delivered");
@@ -317,6 +319,63 @@ async fn ingest_answers_503_when_the_emulator_is_down() {
     let event = aws.receive_event().await;
     let message = QueueMessage::decode(event.records[0].body.as_deref().unwrap()).unwrap();
     assert_eq!((message.event_id.as_str(), message.series), (event_id.as_str(), 3));
+}
+
+/// On the schedule's 10 h steps a `Retry-After` may ask for up to 24 h, and SQS hides a message
+/// for 12 h at most: a message back before its attempt is due is hidden again for the rest,
+/// without an attempt (`Deferred`), and attempted once it is due.
+#[tokio::test]
+async fn a_message_back_before_its_attempt_is_due_waits_for_the_rest() {
+    use aws_sdk_dynamodb::types::AttributeValue as Av;
+    let aws = provision().await;
+    let api = aws.api();
+    let rx = Receiver::start().await;
+    rx.script.lock().unwrap().push(503);
+    *rx.retry_after.lock().unwrap() = Some("86400".into());
+    let id = instance(&api, &rx.url).await["id"].as_i64().unwrap();
+    let (_, v) = webhook(&api, id, r#"{"action":"job_created","payload":{"job":{"id":6}}}"#, "ra-1").await;
+    let event_id = v["eventId"].as_str().unwrap().to_owned();
+    // Five attempts failed before: this is the 6th, whose next step is 10 h (±20 %).
+    set_attempts(&aws, &event_id, 5).await;
+    let event = aws.receive_event().await;
+    assert_eq!(delivery(&aws).handle_batch(event.clone()).await.batch_item_failures.len(), 1);
+    let row = aws
+        .dynamo
+        .get_item()
+        .table_name(&aws.table)
+        .key("pk", Av::S(format!("EVENT#{event_id}")))
+        .key("sk", Av::S("EVENT".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let due: i64 = row["next_attempt_at"].as_n().unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let hours = (due - now) as f64 / 3_600_000.0;
+    assert!((15.9..=24.0).contains(&hours), "Retry-After 24 h within [delay, 2 x delay]: {hours} h");
+
+    // Back early (SQS could hold it 12 h; here at once): no attempt, hidden again, kept.
+    let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    let metrics = relay_aws::metrics::Metrics::to("relay-Delivery", move |line| sink.lock().unwrap().push(line));
+    let response = delivery(&aws).with_metrics(metrics).handle_batch(event.clone()).await;
+    assert_eq!(response.batch_item_failures.len(), 1, "the message stays on the queue");
+    let v: Value = serde_json::from_str(&lines.lock().unwrap()[0]).unwrap();
+    assert_eq!((v["Deferred"].as_u64(), v["Retried"].as_u64(), v["Unprocessed"].as_u64()), (Some(1), Some(0), Some(0)));
+    assert_eq!(rx.got.lock().unwrap().len(), 1, "no attempt before its due time");
+    assert!(aws.receive(0).await.records.is_empty(), "hidden again");
+    let events = events_of(&api, id).await;
+    assert_eq!((events[0]["status"].as_str(), events[0]["attempts"].as_array().unwrap().len()), (Some("pending"), 1));
+
+    // Due: attempted, as the 7th.
+    age_pending(&aws, &event_id).await;
+    assert!(delivery(&aws).handle_batch(event).await.batch_item_failures.is_empty());
+    let events = events_of(&api, id).await;
+    assert_eq!(events[0]["status"], "delivered");
+    let numbers: Vec<u64> =
+        events[0]["attempts"].as_array().unwrap().iter().map(|a| a["attempt"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, [6, 7]);
 }
 
 /// Sets the attempts the notification's row counts in its series, as if `n` had been recorded.

@@ -216,31 +216,38 @@ pub fn loopback_policy() -> NetworkPolicy {
 
 type Requests = Arc<Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>;
 
-/// A callback receiver answering the scripted statuses in order, then 200.
+/// A callback receiver answering the scripted statuses in order, then 200; with `retry_after`
+/// set, its answers that are not 2xx carry that `Retry-After`.
 pub struct Receiver {
     pub url: String,
     pub got: Requests,
     pub script: Arc<Mutex<Vec<u16>>>,
+    pub retry_after: Arc<Mutex<Option<String>>>,
 }
 
 impl Receiver {
     pub async fn start() -> Self {
         let got: Requests = Arc::default();
         let script: Arc<Mutex<Vec<u16>>> = Arc::default();
-        let (g, s) = (got.clone(), script.clone());
+        let retry_after: Arc<Mutex<Option<String>>> = Arc::default();
+        let (g, s, r) = (got.clone(), script.clone(), retry_after.clone());
         let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-            let (g, s) = (g.clone(), s.clone());
+            let (g, s, r) = (g.clone(), s.clone(), r.clone());
             async move {
                 g.lock().unwrap().push((headers, body.to_vec()));
                 let mut s = s.lock().unwrap();
-                let status = if s.is_empty() { 200 } else { s.remove(0) };
-                axum::http::StatusCode::from_u16(status).unwrap()
+                let status = axum::http::StatusCode::from_u16(if s.is_empty() { 200 } else { s.remove(0) }).unwrap();
+                let mut answer = axum::response::IntoResponse::into_response(status);
+                if let Some(after) = r.lock().unwrap().clone().filter(|_| !status.is_success()) {
+                    answer.headers_mut().insert("retry-after", after.parse().unwrap());
+                }
+                answer
             }
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hooks", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Receiver { url, got, script }
+        Receiver { url, got, script, retry_after }
     }
 }
 
