@@ -326,7 +326,6 @@ async fn ingest_answers_503_when_the_emulator_is_down() {
 /// without an attempt (`Deferred`), and attempted once it is due.
 #[tokio::test]
 async fn a_message_back_before_its_attempt_is_due_waits_for_the_rest() {
-    use aws_sdk_dynamodb::types::AttributeValue as Av;
     let aws = provision().await;
     let api = aws.api();
     let rx = Receiver::start().await;
@@ -339,17 +338,7 @@ async fn a_message_back_before_its_attempt_is_due_waits_for_the_rest() {
     set_attempts(&aws, &event_id, 5).await;
     let event = aws.receive_event().await;
     assert_eq!(delivery(&aws).handle_batch(event.clone()).await.batch_item_failures.len(), 1);
-    let row = aws
-        .dynamo
-        .get_item()
-        .table_name(&aws.table)
-        .key("pk", Av::S(format!("EVENT#{event_id}")))
-        .key("sk", Av::S("EVENT".into()))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let row = row_of(&aws, &event_id).await;
     let due: i64 = row["next_attempt_at"].as_n().unwrap().parse().unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     let hours = (due - now) as f64 / 3_600_000.0;
@@ -378,18 +367,43 @@ async fn a_message_back_before_its_attempt_is_due_waits_for_the_rest() {
     assert_eq!(numbers, [6, 7]);
 }
 
-/// Sets the attempts the notification's row counts in its series, as if `n` had been recorded.
-async fn set_attempts(aws: &Aws, event_id: &str, n: u32) {
-    aws.dynamo
-        .update_item()
+/// The notification's row, as the table holds it.
+async fn row_of(
+    aws: &Aws,
+    event_id: &str,
+) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    use aws_sdk_dynamodb::types::AttributeValue as Av;
+    let out = aws
+        .dynamo
+        .get_item()
         .table_name(&aws.table)
-        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("EVENT#{event_id}")))
-        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("EVENT".into()))
-        .update_expression("SET attempts = :n")
-        .expression_attribute_values(":n", aws_sdk_dynamodb::types::AttributeValue::N(n.to_string()))
+        .key("pk", Av::S(format!("EVENT#{event_id}")))
+        .key("sk", Av::S("EVENT".into()))
         .send()
         .await
         .unwrap();
+    out.item.unwrap()
+}
+
+/// Sets a number of the notification's row, as a function stopped at the right moment leaves it.
+async fn set_row_number(aws: &Aws, event_id: &str, attribute: &str, value: i64) {
+    use aws_sdk_dynamodb::types::AttributeValue as Av;
+    aws.dynamo
+        .update_item()
+        .table_name(&aws.table)
+        .key("pk", Av::S(format!("EVENT#{event_id}")))
+        .key("sk", Av::S("EVENT".into()))
+        .update_expression("SET #a = :v")
+        .expression_attribute_names("#a", attribute)
+        .expression_attribute_values(":v", Av::N(value.to_string()))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Sets the attempts the notification's row counts in its series, as if `n` had been recorded.
+async fn set_attempts(aws: &Aws, event_id: &str, n: u32) {
+    set_row_number(aws, event_id, "attempts", n.into()).await;
 }
 
 /// Moves the notification's due time 16 minutes back, as if its attempt never came: the state a
@@ -397,16 +411,7 @@ async fn set_attempts(aws: &Aws, event_id: &str, n: u32) {
 async fn age_pending(aws: &Aws, event_id: &str) {
     let due =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 - 16 * 60 * 1000;
-    aws.dynamo
-        .update_item()
-        .table_name(&aws.table)
-        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("EVENT#{event_id}")))
-        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("EVENT".into()))
-        .update_expression("SET next_attempt_at = :due")
-        .expression_attribute_values(":due", aws_sdk_dynamodb::types::AttributeValue::N(due.to_string()))
-        .send()
-        .await
-        .unwrap();
+    set_row_number(aws, event_id, "next_attempt_at", due).await;
 }
 
 #[tokio::test]
@@ -1090,17 +1095,7 @@ async fn a_deleted_instances_message_ends_at_once_and_is_not_alarmed() {
     let v: Value = serde_json::from_str(&lines.lock().unwrap()[0]).unwrap();
     assert_eq!((v["InstanceDeleted"].as_u64(), v["DeadLettered"].as_u64()), (Some(1), Some(0)));
     assert!(rx.got.lock().unwrap().is_empty());
-    let row = aws
-        .dynamo
-        .get_item()
-        .table_name(&aws.table)
-        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("EVENT#{event_id}")))
-        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("EVENT".into()))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let row = row_of(&aws, &event_id).await;
     assert_eq!(row["status"].as_s().unwrap(), "failed");
     assert_eq!(row["dead_letter_reason"].as_s().unwrap(), "the instance was deleted");
 }
