@@ -358,6 +358,17 @@ impl Delivery {
         response
     }
 
+    /// Hides the record's message for `delay` (SQS holds 12 h at most). If that fails, the
+    /// queue's own visibility timeout applies: the message comes back early and is deferred
+    /// again then, as one SQS could not hold for the whole delay is.
+    async fn hide(&self, record: &SqsMessage, event_id: &str, delay: Duration) {
+        if let Some(handle) = &record.receipt_handle
+            && let Err(e) = self.events.queue().retry_after(handle, delay).await
+        {
+            tracing::warn!(event_id = %event_id, error = %e, "could not set the retry delay");
+        }
+    }
+
     async fn handle_record(&self, record: &SqsMessage) -> Outcome {
         let id = record.message_id.clone().unwrap_or_default();
         let Some(message) = record.body.as_deref().and_then(|b| QueueMessage::decode(b).ok()) else {
@@ -365,7 +376,6 @@ impl Delivery {
             tracing::error!(message_id = %id, "unreadable queue message");
             return Outcome::Unprocessed;
         };
-        let receives: u32 = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
         // The row first: a message whose notification is settled is not attempted again, as the
         // local worker only ever claims pending notifications. Too large for a message, the
         // bytes come with it (from the row or its chunks).
@@ -393,15 +403,12 @@ impl Delivery {
         // timeout after setting the delay failed): hidden again for the rest, without an attempt.
         // The slack covers SQS's whole seconds and clocks; only delays cut short matter here.
         if let Some(wait) = row.as_ref().and_then(|r| r.wait_for(message.series, self.clock.now_ms(), EARLY_SLACK_MS)) {
-            if let Some(handle) = &record.receipt_handle
-                && let Err(e) = self.events.queue().retry_after(handle, wait).await
-            {
-                tracing::warn!(event_id = %message.event_id, error = %e, "could not set the rest of the retry delay");
-            }
+            self.hide(record, &message.event_id, wait).await;
             tracing::info!(event_id = %message.event_id, wait_s = wait.as_secs(), "message back before its attempt is due: hidden again");
             return Outcome::Deferred;
         }
         let attempts = row.as_ref().map(|r| r.attempts_for(message.series));
+        let receives: u32 = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
         let body = match (message.notification, row.and_then(|r| r.body)) {
             (Some(body), _) | (None, Some(body)) => body,
             (None, None) => {
@@ -428,12 +435,7 @@ impl Delivery {
             Ok(NextStep::DeadLettered(DeadLetterReason::InstanceDeleted)) => Outcome::InstanceDeleted,
             Ok(NextStep::RetryAt { at_ms }) => {
                 let delay = Duration::from_millis((at_ms - self.clock.now_ms()).max(0) as u64);
-                if let Some(handle) = &record.receipt_handle
-                    && let Err(e) = self.events.queue().retry_after(handle, delay).await
-                {
-                    // The queue's own visibility timeout applies instead: an earlier retry.
-                    tracing::warn!(event_id = %queued.event_id, error = %e, "could not set the retry delay");
-                }
+                self.hide(record, &queued.event_id, delay).await;
                 Outcome::Retried
             }
             Err(e) => {
