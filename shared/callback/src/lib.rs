@@ -1,6 +1,6 @@
-//! Sends notifications to callback URLs: reqwest + rustls, keep-alive, no redirects, and a DNS
-//! resolver that drops every address the network policy refuses, so a name that resolves to
-//! 169.254.169.254 (or starts to, after the URL was accepted) is never connected to.
+//! Sends notifications to callback URLs: reqwest + rustls, keep-alive, no redirects, no proxy,
+//! and a DNS resolver that drops every address the network policy refuses, so a name that
+//! resolves to 169.254.169.254 (or starts to, after the URL was accepted) is never connected to.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
@@ -62,6 +62,10 @@ impl HttpCallback {
                 reqwest::Client::builder()
                     .user_agent(relay_core::notification::USER_AGENT)
                     .redirect(reqwest::redirect::Policy::none())
+                    // Never through the environment's proxy (`HTTPS_PROXY` and the like): the
+                    // proxy would resolve the callback's host itself, and the resolver below
+                    // would judge the proxy's address instead of the callback's.
+                    .no_proxy()
                     .dns_resolver(Arc::new(PolicyResolver { policy: self.policy.clone() }))
                     .connect_timeout(self.timeout)
                     .pool_idle_timeout(Duration::from_secs(60))
