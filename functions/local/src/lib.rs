@@ -1,15 +1,18 @@
-//! Local mode: the whole pipeline in one process. The shared router on an axum server, the
+//! Local mode: the whole pipeline in one process. The shared router on a hyper server, the
 //! SQLite store and queue, and the delivery worker, wired together.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::State;
 use bytes::Bytes;
 use http::{Request, Response};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
 use relay_callback::HttpCallback;
 use relay_core::api::{Api, ApiConfig, ApiError};
 use relay_core::delivery::DeliveryConfig;
@@ -24,6 +27,11 @@ use tokio::task::JoinHandle;
 /// the 413; a larger one is cut off.
 const READ_LIMIT: usize = 4 * MAX_BODY_BYTES;
 
+/// How long a client may take to send a request's headers (an idle keep-alive connection is
+/// closed after as long), and then its body: a client that trickles bytes cannot hold a
+/// connection, or a graceful stop, for ever.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Everything the local server reads from its environment or flags.
 #[derive(Clone)]
 pub struct Config {
@@ -35,6 +43,8 @@ pub struct Config {
     pub policy: NetworkPolicy,
     pub worker: WorkerConfig,
     pub attempt_timeout: Duration,
+    /// See [`READ_TIMEOUT`].
+    pub read_timeout: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -46,6 +56,7 @@ impl std::fmt::Debug for Config {
             .field("policy", &self.policy)
             .field("worker", &self.worker)
             .field("attempt_timeout", &self.attempt_timeout)
+            .field("read_timeout", &self.read_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -65,6 +76,7 @@ impl Config {
             },
             worker: WorkerConfig::default(),
             attempt_timeout: relay_core::retry::ATTEMPT_TIMEOUT,
+            read_timeout: READ_TIMEOUT,
         }
     }
 }
@@ -126,41 +138,67 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let (shutdown, rx) = watch::channel(false);
     let worker = Worker { store, callback, clock, config: config.worker };
     let worker = tokio::spawn(worker.run(rx.clone()));
-    let app = axum::Router::new().fallback(handle).with_state(Arc::new(api));
-    let mut server_rx = rx;
-    let server = tokio::spawn(async move {
-        let stop = async move {
-            while !*server_rx.borrow() {
-                if server_rx.changed().await.is_err() {
-                    break;
-                }
-            }
-        };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
-            tracing::error!(error = %e, "server stopped");
-        }
-    });
+    let server = tokio::spawn(serve(listener, Arc::new(api), config.read_timeout, rx));
     tracing::info!(%addr, public_base_url, "listening");
     Ok(Running { addr, public_base_url, shutdown, server, worker })
 }
 
-async fn handle(State(api): State<Arc<Api>>, req: Request<Body>) -> Response<Body> {
+/// Accepts connections until `stop` turns true, then waits for the requests in flight (idle
+/// connections are closed at once).
+async fn serve(
+    listener: tokio::net::TcpListener,
+    api: Arc<Api>,
+    read_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(read_timeout);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|stopped| *stopped) => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: wait for some to close.
+                tracing::warn!(error = %e, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let api = api.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let api = api.clone();
+            async move { Ok::<_, Infallible>(handle(&api, req, read_timeout).await) }
+        });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+async fn handle(api: &Api, req: Request<Incoming>, read_timeout: Duration) -> Response<Full<Bytes>> {
     let request_id = uuid::Uuid::new_v4().to_string();
     let (parts, body) = req.into_parts();
-    let bytes: Bytes = match axum::body::to_bytes(body, READ_LIMIT).await {
-        Ok(b) if b.len() <= MAX_BODY_BYTES => b,
-        Ok(_) => return ApiError::TooLarge.into_response(&request_id).map(Body::from),
-        Err(e) => {
-            let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                return ApiError::TooLarge.into_response(&request_id).map(Body::from);
-            }
-            return ApiError::BadRequest(format!("could not read the request body: {e}"))
-                .into_response(&request_id)
-                .map(Body::from);
-        }
+    let refuse = |e: ApiError| e.into_response(&request_id).map(Full::new);
+    let bytes: Bytes = match tokio::time::timeout(read_timeout, Limited::new(body, READ_LIMIT).collect()).await {
+        Ok(Ok(collected)) => match collected.to_bytes() {
+            b if b.len() <= MAX_BODY_BYTES => b,
+            _ => return refuse(ApiError::TooLarge),
+        },
+        Ok(Err(e)) if e.is::<LengthLimitError>() => return refuse(ApiError::TooLarge),
+        Ok(Err(e)) => return refuse(ApiError::BadRequest(format!("could not read the request body: {e}"))),
+        Err(_) => return refuse(ApiError::BodyTimeout(read_timeout)),
     };
-    api.handle(Request::from_parts(parts, bytes), &request_id).await.map(Body::from)
+    api.handle(Request::from_parts(parts, bytes), &request_id).await.map(Full::new)
 }
 
 /// Turns a delivery time scale into the worker settings (tests shrink hours to milliseconds).

@@ -53,6 +53,10 @@ struct Serve {
     /// Per-attempt timeout in milliseconds.
     #[arg(long, env = "DELIVERY_TIMEOUT_MS", default_value_t = 15_000)]
     delivery_timeout_ms: u64,
+    /// Milliseconds a client may take to send a request's headers (an idle connection is closed
+    /// after as long), and then its body.
+    #[arg(long, env = "HTTP_READ_TIMEOUT_MS", default_value_t = 30_000)]
+    http_read_timeout_ms: u64,
     /// Delivered notifications are kept this many days.
     #[arg(long, env = "EVENT_RETENTION_DAYS", default_value_t = 30)]
     event_retention_days: u64,
@@ -101,6 +105,10 @@ async fn serve(args: Serve) -> Result<(), String> {
     config.worker.retention = Duration::from_secs(args.event_retention_days * 24 * 3600);
     config.worker = scaled(config.worker, args.delivery_time_scale);
     config.attempt_timeout = Duration::from_millis(args.delivery_timeout_ms);
+    if args.http_read_timeout_ms == 0 {
+        return Err("HTTP_READ_TIMEOUT_MS must be at least 1".into());
+    }
+    config.read_timeout = Duration::from_millis(args.http_read_timeout_ms);
     tracing::info!(config = ?config, "starting");
     let running = start(config).await?;
     let stopper = running.stopper();

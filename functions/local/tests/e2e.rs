@@ -553,6 +553,73 @@ async fn a_ping_is_recorded_and_not_forwarded() {
     server.stop().await;
 }
 
+/// Reads until the server closes the connection; `None` if it has not within `limit` (so a
+/// server that never closes fails the test instead of hanging it).
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut got = vec![];
+    match tokio::time::timeout(limit, stream.read_to_end(&mut got)).await {
+        Ok(_) => Some(String::from_utf8_lossy(&got).into_owned()),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn slow_and_idle_clients_are_cut_off_and_do_not_hold_a_stop() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let dir = tmp();
+    let rx = Receiver::start().await;
+    let mut c = config(dir.path(), 1.0);
+    c.read_timeout = Duration::from_millis(300);
+    let server = Server::start(c).await;
+    let addr = server.running.as_ref().unwrap().addr;
+    let inst = server.create_instance(&rx.url(), json!({})).await;
+    let id = id_of(&inst);
+    let body = fixture("job_created.json");
+    let head = format!(
+        "POST /events/greenhouse/{id} HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n\
+         Signature: {}\r\nContent-Length: {}\r\n",
+        greenhouse_signature(VENDOR_KEY, &body),
+        body.len()
+    );
+
+    // Headers never finished: the connection is closed, without an answer.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    assert_eq!(read_until_closed(&mut s, WAIT).await.as_deref(), Some(""), "headers never finished");
+
+    // A body that stops halfway: a JSON 408, the connection closed, nothing queued.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("{head}\r\n").as_bytes()).await.unwrap();
+    s.write_all(&body[..body.len() / 2]).await.unwrap();
+    let answer = read_until_closed(&mut s, WAIT).await.expect("a body that stops halfway");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let json: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert!(json["message"].as_str().unwrap().contains("did not arrive"), "{json}");
+    assert!(json["requestId"].is_string(), "{json}");
+    assert!(server.events(id, "").await.is_empty());
+
+    // An idle keep-alive connection, after a complete request, is closed as well.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("{head}\r\n").as_bytes()).await.unwrap();
+    s.write_all(&body).await.unwrap();
+    let answer = read_until_closed(&mut s, WAIT).await.expect("an idle connection");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(server.events(id, "").await.len(), 1);
+    rx.wait_for(1, WAIT).await;
+
+    // A stop waits for a client in the middle of a body only until the read timeout, and
+    // what was answered 200 stays delivered.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("{head}\r\n").as_bytes()).await.unwrap();
+    s.write_all(&body[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::timeout(WAIT, server.stop()).await.expect("the stop waited for a stalled client");
+    assert!(read_until_closed(&mut s, WAIT).await.is_some());
+    assert_eq!(rx.received().len(), 1);
+}
+
 #[tokio::test]
 async fn the_network_policy_is_enforced_again_at_delivery_time() {
     let dir = tmp();

@@ -66,6 +66,9 @@ pub enum ApiError {
     MethodNotAllowed(Method),
     #[error("the body is larger than {MAX_BODY_BYTES} bytes")]
     TooLarge,
+    /// The local server's read timeout (API Gateway buffers whole requests before the Lambda).
+    #[error("the body did not arrive within {} s of the headers", .0.as_secs_f64())]
+    BodyTimeout(std::time::Duration),
     #[error("the service cannot store this right now, retry later")]
     Unavailable,
 }
@@ -78,6 +81,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
