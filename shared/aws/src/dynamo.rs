@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use relay_core::instance::{self, InstanceSpec};
 use relay_core::ports::{
     AcceptOutcome, Accepted, AttemptLog, Clock, EventQuery, EventRecord, EventStatus, Events, Instance, Instances,
-    NextStep, QueuedEvent, StoreError, SystemClock,
+    NextStep, QueuedEvent, SpecUpdate, StoreError, SystemClock,
 };
 use serde_json::{Map, Value};
 use tokio::sync::RwLock;
@@ -761,26 +761,56 @@ impl Instances for DynamoStore {
         Ok(out)
     }
 
-    async fn update(&self, id: i64, spec: InstanceSpec) -> Result<Option<Instance>, StoreError> {
+    /// A compare-and-set on the item's `revision` (absent: 0), which every update raises: the
+    /// spec is compared with `expected` at the revision read, and written only while the item
+    /// is still at that revision.
+    async fn update(&self, id: i64, expected: &InstanceSpec, spec: InstanceSpec) -> Result<SpecUpdate, StoreError> {
         let (pk, sk) = instance_key(id);
+        let out = self
+            .dynamo
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", pk.clone())
+            .key("sk", sk.clone())
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let item = match out.item {
+            Some(item) if !item.contains_key("deleted_at") => item,
+            _ => return Ok(SpecUpdate::Gone),
+        };
+        if Self::instance_from_item(&item)?.spec != *expected {
+            return Ok(SpecUpdate::Changed);
+        }
+        let revision = get_n::<i64>(&item, "revision").unwrap_or(0);
         let result = self
             .dynamo
             .update_item()
             .table_name(&self.table)
             .key("pk", pk)
             .key("sk", sk)
-            .update_expression("SET #n = :n, tags = :t, configuration = :c")
-            .condition_expression("attribute_exists(pk) AND attribute_not_exists(deleted_at)")
+            .update_expression("SET #n = :n, tags = :t, configuration = :c, revision = :next")
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(deleted_at) \
+                 AND (attribute_not_exists(revision) OR revision = :r)",
+            )
             .expression_attribute_names("#n", "name")
             .expression_attribute_values(":n", s(&spec.name))
             .expression_attribute_values(":t", s(serde_json::to_string(&spec.tags).unwrap_or_default()))
             .expression_attribute_values(":c", s(serde_json::to_string(&spec.configuration).unwrap_or_default()))
+            .expression_attribute_values(":r", n(revision))
+            .expression_attribute_values(":next", n(revision + 1))
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
         match result {
-            Ok(out) => out.attributes.as_ref().map(Self::instance_from_item).transpose(),
-            Err(e) if condition_failed(&e) => Ok(None),
+            Ok(out) => match out.attributes.as_ref().map(Self::instance_from_item).transpose()? {
+                Some(instance) => Ok(SpecUpdate::Done(Box::new(instance))),
+                None => Err(corrupt("an updated instance with no attributes")),
+            },
+            // Updated or deleted since the read: the caller reads again.
+            Err(e) if condition_failed(&e) => Ok(SpecUpdate::Changed),
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -1109,9 +1139,9 @@ impl<I: Instances> Instances for CachedInstances<I> {
     async fn list(&self, after: Option<i64>, limit: usize) -> Result<Vec<Instance>, StoreError> {
         self.inner.list(after, limit).await
     }
-    async fn update(&self, id: i64, spec: InstanceSpec) -> Result<Option<Instance>, StoreError> {
+    async fn update(&self, id: i64, expected: &InstanceSpec, spec: InstanceSpec) -> Result<SpecUpdate, StoreError> {
         self.cache.write().await.remove(&id);
-        self.inner.update(id, spec).await
+        self.inner.update(id, expected, spec).await
     }
     async fn delete(&self, id: i64) -> Result<bool, StoreError> {
         self.cache.write().await.remove(&id);

@@ -1099,3 +1099,30 @@ async fn a_deleted_instances_message_ends_at_once_and_is_not_alarmed() {
     assert_eq!(row["status"].as_s().unwrap(), "failed");
     assert_eq!(row["dead_letter_reason"].as_s().unwrap(), "the instance was deleted");
 }
+
+/// Sequential: moto does not make a conditional write atomic against concurrent requests (six
+/// PATCHes at once all succeeded there with the item's revision at 5), so concurrent PATCHes
+/// are tested on the local mode (`functions/local/tests/concurrent_patch.rs`), and here what
+/// the condition decides.
+#[tokio::test]
+async fn an_instance_update_is_a_compare_and_set_on_what_was_read() {
+    use relay_core::ports::{Instances, SpecUpdate};
+    let aws = provision().await;
+    let store = aws.store();
+    let id = instance(&aws.api(), "http://127.0.0.1:9/hooks").await["id"].as_i64().unwrap();
+    let read = store.get(id).await.unwrap().unwrap().spec;
+    let renamed = |name: &str| relay_core::instance::InstanceSpec { name: name.into(), ..read.clone() };
+    // The item has no revision yet (as every item written before there was one).
+    let first = store.update(id, &read, renamed("first")).await.unwrap();
+    assert!(matches!(&first, SpecUpdate::Done(i) if i.spec.name == "first"), "{first:?}");
+    // Based on the spec before "first": refused, and "first" stays.
+    let stale = store.update(id, &read, renamed("stale")).await.unwrap();
+    assert!(matches!(stale, SpecUpdate::Changed), "{stale:?}");
+    assert_eq!(store.get(id).await.unwrap().unwrap().spec.name, "first");
+    let current = store.get(id).await.unwrap().unwrap().spec;
+    let second = store.update(id, &current, renamed("second")).await.unwrap();
+    assert!(matches!(&second, SpecUpdate::Done(i) if i.spec.name == "second"), "{second:?}");
+    assert!(store.delete(id).await.unwrap());
+    let gone = store.update(id, &current, renamed("gone")).await.unwrap();
+    assert!(matches!(gone, SpecUpdate::Gone), "{gone:?}");
+}

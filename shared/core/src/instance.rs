@@ -57,7 +57,7 @@ impl std::fmt::Debug for Settings {
 }
 
 /// A validated instance body (create) or the validated result of a merge (patch).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct InstanceSpec {
     pub name: String,
     pub tags: Vec<String>,

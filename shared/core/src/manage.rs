@@ -6,10 +6,13 @@ use url::Host;
 use crate::instance::{self, CALLBACK_URL, ConfigError, InstanceSpec};
 use crate::network::NetworkPolicy;
 use crate::ports::{
-    Callback, Clock, EventQuery, EventRecord, EventStatus, Events, Instance, Instances, StoreError, rfc3339,
+    Callback, Clock, EventQuery, EventRecord, EventStatus, Events, Instance, Instances, SpecUpdate, StoreError, rfc3339,
 };
 
 pub const DEFAULT_EVENT_LIMIT: usize = 50;
+
+/// How many times a PATCH merges again when another change keeps landing first.
+pub const PATCH_TRIES: usize = 8;
 pub const MAX_EVENT_LIMIT: usize = 500;
 
 /// What one bulk redelivery did. It handles at most `limit` (default and maximum
@@ -147,15 +150,28 @@ impl Manage<'_> {
         Ok(InstancePage { instances, more })
     }
 
+    /// A merge into what is stored. Another change landing between the read and the write (a
+    /// concurrent PATCH) makes the store refuse the write, and the merge is made again on what
+    /// is there now, so that neither change is lost.
     pub async fn patch(&self, id: i64, body: &[u8]) -> Result<Instance, ManageError> {
-        let current = self.get(id).await?;
-        let spec = instance::apply_patch(&current.spec, body)?;
-        if spec.settings.callback_url != current.spec.settings.callback_url {
-            self.check_callback(&spec).await?;
+        for _ in 0..PATCH_TRIES {
+            let current = self.get(id).await?;
+            let spec = instance::apply_patch(&current.spec, body)?;
+            if spec.settings.callback_url != current.spec.settings.callback_url {
+                self.check_callback(&spec).await?;
+            }
+            match self.instances.update(id, &current.spec, spec).await? {
+                SpecUpdate::Done(updated) => {
+                    tracing::info!(instance_id = id, "instance updated");
+                    return Ok(*updated);
+                }
+                SpecUpdate::Gone => return Err(not_found(id)),
+                SpecUpdate::Changed => tracing::info!(instance_id = id, "instance changed meanwhile: merging again"),
+            }
         }
-        let updated = self.instances.update(id, spec).await?.ok_or_else(|| not_found(id))?;
-        tracing::info!(instance_id = id, "instance updated");
-        Ok(updated)
+        Err(ManageError::Unavailable(StoreError::Unavailable(format!(
+            "instance {id} changed during each of {PATCH_TRIES} merges"
+        ))))
     }
 
     pub async fn delete(&self, id: i64) -> Result<(), ManageError> {

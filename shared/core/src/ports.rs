@@ -42,10 +42,22 @@ pub trait Instances: Send + Sync {
     async fn get(&self, id: i64) -> Result<Option<Instance>, StoreError>;
     /// Live instances with an id above `after` (all when `None`), by id, at most `limit`.
     async fn list(&self, after: Option<i64>, limit: usize) -> Result<Vec<Instance>, StoreError>;
-    /// Replaces the spec of a live instance; false when there is none.
-    async fn update(&self, id: i64, spec: InstanceSpec) -> Result<Option<Instance>, StoreError>;
+    /// Replaces the spec of a live instance if it is still `expected`: a compare-and-set, so
+    /// that of two merges made at once (two PATCHes) neither is lost.
+    async fn update(&self, id: i64, expected: &InstanceSpec, spec: InstanceSpec) -> Result<SpecUpdate, StoreError>;
     async fn delete(&self, id: i64) -> Result<bool, StoreError>;
     async fn record_ping(&self, id: i64, ping: Map<String, Value>) -> Result<(), StoreError>;
+}
+
+/// What [`Instances::update`] did.
+#[derive(Debug, Clone)]
+pub enum SpecUpdate {
+    /// Written: the instance as it now is.
+    Done(Box<Instance>),
+    /// Nothing written: the spec is no longer the one expected (another change came first).
+    Changed,
+    /// Nothing written: no live instance has this id.
+    Gone,
 }
 
 /// A Greenhouse delivery that passed verification, ready to be made durable.

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use relay_core::instance::InstanceSpec;
 use relay_core::ports::{
     AcceptOutcome, Accepted, AttemptLog, Clock, EventQuery, EventRecord, EventStatus, Events, Instance, Instances,
-    NextStep, QueuedEvent, StoreError, SystemClock,
+    NextStep, QueuedEvent, SpecUpdate, StoreError, SystemClock,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
@@ -372,10 +372,17 @@ impl Instances for SqliteStore {
         Ok(all.range((from, Unbounded)).take(limit).map(|(_, i)| i.clone()).collect())
     }
 
-    async fn update(&self, id: i64, spec: InstanceSpec) -> Result<Option<Instance>, StoreError> {
+    async fn update(&self, id: i64, expected: &InstanceSpec, spec: InstanceSpec) -> Result<SpecUpdate, StoreError> {
+        let expected = expected.clone();
         self.write(
             move |c| {
-                let n = c.execute(
+                // The one writer thread reads and writes here, so nothing lands in between.
+                match schema::load_instance(c, id)? {
+                    None => return Ok(SpecUpdate::Gone),
+                    Some(current) if current.spec != expected => return Ok(SpecUpdate::Changed),
+                    Some(_) => {}
+                }
+                c.execute(
                     "UPDATE instances SET name = ?2, tags = ?3, configuration = ?4 WHERE id = ?1 AND deleted_at IS NULL",
                     params![
                         id,
@@ -384,14 +391,11 @@ impl Instances for SqliteStore {
                         serde_json::to_string(&spec.configuration).unwrap_or_default()
                     ],
                 )?;
-                if n == 0 {
-                    return Ok(None);
-                }
-                schema::load_instance(c, id)
+                Ok(schema::load_instance(c, id)?.map_or(SpecUpdate::Gone, |i| SpecUpdate::Done(Box::new(i))))
             },
-            |i, shared| {
-                if let (Some(i), Ok(mut m)) = (i, shared.instances.write()) {
-                    m.insert(i.id, i.clone());
+            |u, shared| {
+                if let (SpecUpdate::Done(i), Ok(mut m)) = (u, shared.instances.write()) {
+                    m.insert(i.id, Instance::clone(i));
                 }
             },
         )
