@@ -95,15 +95,28 @@ async fn serve(args: Serve) -> Result<(), String> {
         NetworkPolicy::parse_allow_list(&args.callback_allow_nets).map_err(|e| format!("CALLBACK_ALLOW_NETS: {e}"))?;
     let mut config = Config::local(args.database_path, args.admin_user_secret, args.admin_org_secret);
     config.listen_addr = args.listen_addr;
-    config.public_base_url = args.public_base_url;
+    config.public_base_url = args
+        .public_base_url
+        .filter(|v| !v.is_empty())
+        .map(|v| relay_core::api::public_base_url(&v).map_err(|e| format!("PUBLIC_BASE_URL {e}")))
+        .transpose()?;
     config.policy = NetworkPolicy { allow, allow_http_to_allowed_nets: args.callback_allow_http };
     if args.delivery_concurrency == 0 || args.delivery_concurrency_per_instance == 0 {
         return Err("DELIVERY_CONCURRENCY and DELIVERY_CONCURRENCY_PER_INSTANCE must be at least 1".into());
     }
     config.worker.concurrency = args.delivery_concurrency;
     config.worker.per_instance = args.delivery_concurrency_per_instance;
+    if !(1..=36_500).contains(&args.event_retention_days) {
+        return Err("EVENT_RETENTION_DAYS must be from 1 to 36500".into());
+    }
     config.worker.retention = Duration::from_secs(args.event_retention_days * 24 * 3600);
+    if !(args.delivery_time_scale.is_finite() && args.delivery_time_scale > 0.0) {
+        return Err("DELIVERY_TIME_SCALE must be a number above 0".into());
+    }
     config.worker = scaled(config.worker, args.delivery_time_scale);
+    if !(1..=900_000).contains(&args.delivery_timeout_ms) {
+        return Err("DELIVERY_TIMEOUT_MS must be from 1 to 900000".into());
+    }
     config.attempt_timeout = Duration::from_millis(args.delivery_timeout_ms);
     if args.http_read_timeout_ms == 0 {
         return Err("HTTP_READ_TIMEOUT_MS must be at least 1".into());

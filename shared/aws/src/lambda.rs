@@ -66,15 +66,35 @@ impl Env {
             queue_url: need("QUEUE_URL")?,
             admin_user_secret: var("ADMIN_USER_SECRET").unwrap_or_default(),
             admin_org_secret: var("ADMIN_ORG_SECRET").unwrap_or_default(),
-            public_base_url: var("PUBLIC_BASE_URL"),
+            public_base_url: var("PUBLIC_BASE_URL")
+                .map(|v| relay_core::api::public_base_url(&v).map_err(|e| format!("PUBLIC_BASE_URL {e}")))
+                .transpose()?,
             policy: NetworkPolicy {
                 allow,
-                allow_http_to_allowed_nets: var("CALLBACK_ALLOW_HTTP").is_some_and(|v| v == "true"),
+                allow_http_to_allowed_nets: match var("CALLBACK_ALLOW_HTTP").as_deref() {
+                    None | Some("false") => false,
+                    Some("true") => true,
+                    Some(v) => return Err(format!("CALLBACK_ALLOW_HTTP: {v:?} is neither true nor false")),
+                },
             },
-            time_scale: var("DELIVERY_TIME_SCALE").and_then(|v| v.parse().ok()).unwrap_or(1.0),
-            attempt_timeout: Duration::from_millis(
-                var("DELIVERY_TIMEOUT_MS").and_then(|v| v.parse().ok()).unwrap_or(15_000),
-            ),
+            time_scale: match var("DELIVERY_TIME_SCALE") {
+                None => 1.0,
+                Some(v) => match v.parse::<f64>() {
+                    Ok(scale) if scale.is_finite() && scale > 0.0 => scale,
+                    _ => return Err(format!("DELIVERY_TIME_SCALE: {v:?} is not a number above 0")),
+                },
+            },
+            attempt_timeout: match var("DELIVERY_TIMEOUT_MS") {
+                None => relay_core::retry::ATTEMPT_TIMEOUT,
+                Some(v) => match v.parse::<u64>() {
+                    Ok(ms @ 1..=900_000) => Duration::from_millis(ms),
+                    _ => {
+                        return Err(format!(
+                            "DELIVERY_TIMEOUT_MS: {v:?} is not a number of milliseconds from 1 to 900000"
+                        ));
+                    }
+                },
+            },
             event_retention: match var("EVENT_RETENTION_DAYS") {
                 None => crate::dynamo::DEFAULT_RETENTION,
                 Some(days) => match days.parse::<u64>() {
@@ -467,6 +487,40 @@ mod tests {
         for bad in ["0", "-1", "seven", "36501", "1.5"] {
             let e = env(&[("EVENT_RETENTION_DAYS", bad)]).unwrap_err();
             assert!(e.starts_with("EVENT_RETENTION_DAYS"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_setting_that_does_not_parse_stops_the_start_instead_of_falling_back() {
+        let ok = env(&[
+            ("PUBLIC_BASE_URL", "https://relay.example.com/"),
+            ("CALLBACK_ALLOW_HTTP", "true"),
+            ("DELIVERY_TIME_SCALE", "0.001"),
+            ("DELIVERY_TIMEOUT_MS", "2000"),
+        ])
+        .unwrap();
+        assert_eq!(ok.public_base_url.as_deref(), Some("https://relay.example.com"));
+        assert!(ok.policy.allow_http_to_allowed_nets);
+        assert_eq!((ok.time_scale, ok.attempt_timeout), (0.001, Duration::from_secs(2)));
+        let defaults = env(&[]).unwrap();
+        assert_eq!(defaults.public_base_url, None);
+        assert!(!defaults.policy.allow_http_to_allowed_nets);
+        assert_eq!((defaults.time_scale, defaults.attempt_timeout), (1.0, relay_core::retry::ATTEMPT_TIMEOUT));
+        for (name, bad) in [
+            ("PUBLIC_BASE_URL", "relay.example.com"),
+            ("PUBLIC_BASE_URL", "https://u:p@relay.example.com"),
+            ("CALLBACK_ALLOW_HTTP", "yes"),
+            ("CALLBACK_ALLOW_HTTP", "TRUE"),
+            ("DELIVERY_TIME_SCALE", "0"),
+            ("DELIVERY_TIME_SCALE", "-1"),
+            ("DELIVERY_TIME_SCALE", "NaN"),
+            ("DELIVERY_TIME_SCALE", "fast"),
+            ("DELIVERY_TIMEOUT_MS", "15s"),
+            ("DELIVERY_TIMEOUT_MS", "0"),
+            ("DELIVERY_TIMEOUT_MS", "900001"),
+        ] {
+            let e = env(&[(name, bad)]).unwrap_err();
+            assert!(e.starts_with(name), "{name}={bad}: {e}");
         }
     }
 

@@ -44,6 +44,25 @@ impl std::fmt::Debug for ApiConfig {
 #[derive(Debug, Clone)]
 pub struct PublicBaseUrl(pub String);
 
+/// Checks a configured public base URL (`PUBLIC_BASE_URL`): `webhookUrl` is it followed by
+/// `/events/greenhouse/{id}`, so it must be an absolute http(s) URL with a host and nothing
+/// after its path. Answered without a trailing slash. The errors never repeat the text (it
+/// could hold credentials).
+pub fn public_base_url(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let url = url::Url::parse(text).map_err(|e| format!("is not an absolute URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err("must be an http or https URL with a host".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry credentials".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or a fragment".into());
+    }
+    Ok(text.trim_end_matches('/').to_owned())
+}
+
 #[derive(Clone)]
 pub struct Api {
     pub instances: Arc<dyn Instances>,
@@ -400,4 +419,36 @@ fn parse_query(q: Option<&str>) -> Map<String, Value> {
 
 fn percent_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::public_base_url;
+
+    #[test]
+    fn a_public_base_url_is_an_http_url_with_a_host_and_nothing_after_its_path() {
+        for (given, kept) in [
+            ("https://relay.example.com", "https://relay.example.com"),
+            ("https://relay.example.com/", "https://relay.example.com"),
+            (" https://abc.ngrok.app/relay/ ", "https://abc.ngrok.app/relay"),
+            ("http://127.0.0.1:3000", "http://127.0.0.1:3000"),
+            ("https://[::1]:8443/x", "https://[::1]:8443/x"),
+        ] {
+            assert_eq!(public_base_url(given).as_deref(), Ok(kept), "{given}");
+        }
+        for bad in [
+            "",
+            "relay.example.com",
+            "/relay",
+            "ftp://relay.example.com",
+            "mailto:ops@example.com",
+            "file:///tmp",
+            "https://user:secret@relay.example.com",
+            "https://relay.example.com/?a=1",
+            "https://relay.example.com/#x",
+        ] {
+            let e = public_base_url(bad).unwrap_err();
+            assert!(!e.contains("secret"), "{bad}: {e}");
+        }
+    }
 }

@@ -1,0 +1,38 @@
+//! The binary refuses a setting it cannot use, naming it, instead of starting on a default or
+//! on a value that would misbehave later (a webhookUrl Greenhouse cannot call, retries with no
+//! delay, a retention that overflows).
+
+use std::process::Command;
+
+const GOOD: [(&str, &str); 4] =
+    [("LISTEN_ADDR", "127.0.0.1:0"), ("ADMIN_USER_SECRET", "u"), ("ADMIN_ORG_SECRET", "o"), ("RUST_LOG", "off")];
+
+#[test]
+fn a_setting_that_cannot_be_used_stops_the_start_and_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bad) in [
+        ("PUBLIC_BASE_URL", "relay.example.com"),
+        ("PUBLIC_BASE_URL", "https://user:hunter2@relay.example.com"),
+        ("PUBLIC_BASE_URL", "https://relay.example.com/?x=1"),
+        ("DELIVERY_TIME_SCALE", "0"),
+        ("DELIVERY_TIME_SCALE", "-1"),
+        ("DELIVERY_TIME_SCALE", "NaN"),
+        ("DELIVERY_TIMEOUT_MS", "0"),
+        ("EVENT_RETENTION_DAYS", "0"),
+        ("EVENT_RETENTION_DAYS", "300000000000000"),
+        ("HTTP_READ_TIMEOUT_MS", "0"),
+        ("CALLBACK_ALLOW_NETS", "10.0.0.0/33"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_greenhouse-relay"))
+            .arg("serve")
+            .envs(GOOD)
+            .env("DATABASE_PATH", dir.path().join("relay.db"))
+            .env(name, bad)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}={bad} started");
+        assert!(stderr.contains(name), "{name}={bad}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "{name}={bad}: {stderr}");
+    }
+}
