@@ -123,3 +123,32 @@ async fn patches_sent_at_once_all_land() {
         assert_eq!(now["configuration"][format!("k{i}")], i, "{now}");
     }
 }
+
+/// The compare-and-set compares what the store holds with what the merge read: a configuration
+/// whose values change on their way through the store (numbers, escapes, booleans given as
+/// strings, a list of vendor keys) must still compare equal, or every PATCH would merge again
+/// until it gave up.
+#[tokio::test]
+async fn a_patch_lands_at_once_whatever_the_configuration_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("relay.db");
+    let api = local_router(SqliteStore::open(&db).unwrap(), USER, ORG);
+    let body = json!({"element": {"key": "greenhouse"}, "name": "n \"q\" \u{e9}", "tags": ["a", "\u{1f980}"],
+        "configuration": {
+            "event.notification.callback.url": "http://127.0.0.1:9/hooks",
+            "event.notification.enabled": "true",
+            "event.vendor.signature.key": ["k1", "k2"],
+            "f": 0.1, "g": 1e300, "h": -0.0, "i": 18446744073709551615u64, "j": -9223372036854775808i64,
+            "k": 123456789012345678901234567890.0, "l": {"m": [1, "x\n\u{2028}", null, false]}, "\u{e9}": "\u{0}"}});
+    let (status, v) = call(&api, "POST", "/instances", body).await;
+    assert_eq!(status, 200, "{v}");
+    let path = format!("/instances/{}", v["id"]);
+    let (status, v) = call(&api, "PATCH", &path, json!({"configuration": {"n": 1}})).await;
+    assert_eq!(status, 200, "{v}");
+    // And after a restart, from what the file holds.
+    drop(api);
+    let api = local_router(SqliteStore::open(&db).unwrap(), USER, ORG);
+    let (status, v) = call(&api, "PATCH", &path, json!({"configuration": {"o": 2}})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!((v["configuration"]["n"].clone(), v["configuration"]["o"].clone()), (json!(1), json!(2)));
+}

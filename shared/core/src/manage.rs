@@ -10,12 +10,12 @@ use crate::ports::{
 };
 
 pub const DEFAULT_EVENT_LIMIT: usize = 50;
+pub const MAX_EVENT_LIMIT: usize = 500;
 
 /// How many times a PATCH merges at most. A try fails only when another change landed between
 /// its read and its write, so of N PATCHes sent at once each lands within N tries: this covers
-/// bursts of up to 64 on one instance (a try is a read and a write; no waiting between tries).
+/// bursts of up to 64 on one instance (a try is a few store calls; no waiting between tries).
 pub const PATCH_TRIES: usize = 64;
-pub const MAX_EVENT_LIMIT: usize = 500;
 
 /// What one bulk redelivery did. It handles at most `limit` (default and maximum
 /// `MAX_EVENT_LIMIT`) notifications, so that one request stays short (a Lambda has 10 s);
