@@ -553,6 +553,35 @@ async fn a_ping_is_recorded_and_not_forwarded() {
     server.stop().await;
 }
 
+/// A fan-out over a big body would multiply it (every part carries `raw`): refused with a 413
+/// before anything is stored, while one of a real size is delivered in parts.
+#[tokio::test]
+async fn a_fan_out_past_the_limits_of_a_delivery_is_refused_and_stores_nothing() {
+    let dir = tmp();
+    let rx = Receiver::start().await;
+    let server = Server::start(config(dir.path(), 1.0)).await;
+    let inst = server.create_instance(&rx.url(), json!({})).await;
+    let id = id_of(&inst);
+    let body = |n: u64| {
+        let ids: Vec<String> = (0..n).map(|i| (10_000_000 + i).to_string()).collect();
+        format!(
+            r#"{{"action":"delete_candidate","payload":{{"person":{{"id":1,"deleted_application_ids":[{}]}}}}}}"#,
+            ids.join(",")
+        )
+    };
+    // 12,000 ids in 108 KB: 600 parts, 65 MB before there was a limit.
+    let (status, r) = server.webhook(id, body(12_000).as_bytes(), VENDOR_KEY, Some("fan-big")).await;
+    assert_eq!(status, 413, "{r}");
+    assert!(r["message"].as_str().unwrap().contains("601 notifications"), "{r}");
+    assert!(r["requestId"].is_string(), "{r}");
+    assert!(server.events(id, "").await.is_empty());
+    // 45 ids (the candidate itself makes the 46th event): three parts, all delivered.
+    let (status, r) = server.webhook(id, body(45).as_bytes(), VENDOR_KEY, Some("fan-ok")).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(rx.wait_for(3, WAIT).await.len(), 3);
+    server.stop().await;
+}
+
 /// Reads until the server closes the connection; `None` if it has not within `limit` (so a
 /// server that never closes fails the test instead of hanging it).
 async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<String> {

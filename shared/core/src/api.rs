@@ -85,6 +85,9 @@ pub enum ApiError {
     MethodNotAllowed(Method),
     #[error("the body is larger than {MAX_BODY_BYTES} bytes")]
     TooLarge,
+    /// A delivery whose notifications would be too many or too big (a fan-out over a big body).
+    #[error("{0}")]
+    TooMuch(String),
     /// The local server's read timeout (API Gateway buffers whole requests before the Lambda).
     #[error("the body did not arrive within {} s of the headers", .0.as_secs_f64())]
     BodyTimeout(std::time::Duration),
@@ -99,7 +102,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooLarge | ApiError::TooMuch(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -129,6 +132,7 @@ impl From<IngestError> for ApiError {
             IngestError::UnknownInstance => ApiError::NotFound(e.to_string()),
             IngestError::Signature(e) => ApiError::Unauthorized(e.to_string()),
             IngestError::Malformed(e) => ApiError::BadRequest(e.to_string()),
+            IngestError::TooMuch(e) => ApiError::TooMuch(e.to_string()),
             IngestError::Unavailable(e) => {
                 tracing::error!(error = %e, "ingest storage failure");
                 ApiError::Unavailable

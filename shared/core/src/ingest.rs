@@ -36,6 +36,8 @@ pub enum IngestError {
     #[error(transparent)]
     Malformed(WebhookError),
     #[error(transparent)]
+    TooMuch(#[from] notification::TooMuch),
+    #[error(transparent)]
     Unavailable(#[from] StoreError),
 }
 
@@ -77,7 +79,7 @@ pub fn prepare(
         accepted_at: &accepted_at,
     };
     let delivery_key = notification::delivery_key(greenhouse_event_id, body);
-    let notifications = notification::build(&ctx, &delivery_key, webhook.raw, &events);
+    let notifications = notification::build(&ctx, &delivery_key, webhook.raw, &events)?;
     Ok(Prepared::Notifications { action: webhook.action.into_owned(), delivery_key, notifications })
 }
 

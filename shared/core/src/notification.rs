@@ -10,6 +10,24 @@ use crate::greenhouse::MappedEvent;
 
 /// A notification never carries more events than this; a bigger delivery is split.
 pub const MAX_EVENTS_PER_NOTIFICATION: usize = 20;
+
+/// What the notifications of one delivery may come to: each part carries the whole body
+/// (`raw`), so a fan-out (`delete_candidate`, `merge_candidate`) of many ids over a big body
+/// multiplies it (600 parts of a 108 KB body came to 65 MB from one request). A real fan-out
+/// lists one candidate's applications, far below both limits.
+pub const MAX_PARTS: usize = 100;
+pub const MAX_DELIVERY_BYTES: usize = 16 * 1024 * 1024;
+
+/// A delivery whose notifications would pass `MAX_PARTS` or `MAX_DELIVERY_BYTES`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "this delivery would make {parts} notifications of at least {bytes} bytes in all; one delivery may make at most \
+     {MAX_PARTS} notifications and {MAX_DELIVERY_BYTES} bytes"
+)]
+pub struct TooMuch {
+    pub parts: usize,
+    pub bytes: usize,
+}
 pub const USER_AGENT: &str = concat!("greenhouse-relay/", env!("CARGO_PKG_VERSION"));
 
 /// Who the notification is about, as of the moment the ingest accepted the delivery.
@@ -77,22 +95,37 @@ pub fn topic(instance_id: i64) -> String {
 
 /// Builds the notifications for one delivery: parts of at most 20 events, each carrying `raw`
 /// copied byte for byte (never re-serialised), so big integers and escapes arrive as sent.
-pub fn build(ctx: &Context<'_>, delivery_key: &str, raw: &str, events: &[MappedEvent]) -> Vec<Notification> {
+/// Refused, before more than `MAX_DELIVERY_BYTES` are built, past the limits of [`TooMuch`].
+pub fn build(
+    ctx: &Context<'_>,
+    delivery_key: &str,
+    raw: &str,
+    events: &[MappedEvent],
+) -> Result<Vec<Notification>, TooMuch> {
     let empty: [MappedEvent; 0] = [];
     let mut chunks: Vec<&[MappedEvent]> = events.chunks(MAX_EVENTS_PER_NOTIFICATION).collect();
     if chunks.is_empty() {
         chunks.push(&empty);
     }
-    chunks
-        .into_iter()
-        .enumerate()
-        .map(|(part, events)| {
-            let part = part as u32;
-            let event_id = event_id(ctx.instance_id, delivery_key, part);
-            let body = write_body(ctx, &event_id, raw, events);
-            Notification { event_id, part, body }
-        })
-        .collect()
+    let parts = chunks.len();
+    // Every part carries `raw`: the least they can come to, known before building any.
+    let least = parts.saturating_mul(raw.len());
+    if parts > MAX_PARTS || least > MAX_DELIVERY_BYTES {
+        return Err(TooMuch { parts, bytes: least });
+    }
+    let mut out = Vec::with_capacity(parts);
+    let mut bytes = 0usize;
+    for (part, events) in chunks.into_iter().enumerate() {
+        let part = part as u32;
+        let event_id = event_id(ctx.instance_id, delivery_key, part);
+        let body = write_body(ctx, &event_id, raw, events);
+        bytes += body.len();
+        if bytes > MAX_DELIVERY_BYTES {
+            return Err(TooMuch { parts, bytes });
+        }
+        out.push(Notification { event_id, part, body });
+    }
+    Ok(out)
 }
 
 /// Writes `s` as a JSON string. Most strings here (ids, dates, object types, names) need no
@@ -258,7 +291,7 @@ mod tests {
             object_id: Some("7".into()),
             event_type: EventType::Updated,
         }];
-        let n = build(&ctx(&tags), "gh:x", raw, &events);
+        let n = build(&ctx(&tags), "gh:x", raw, &events).unwrap();
         assert_eq!(n.len(), 1);
         let v: serde_json::Value = serde_json::from_slice(&n[0].body).unwrap();
         assert_eq!(v["id"], n[0].event_id.as_str());
@@ -299,7 +332,7 @@ mod tests {
                 event_type: EventType::Deleted,
             })
             .collect();
-        let n = build(&ctx(&tags), "gh:x", "{}", &events);
+        let n = build(&ctx(&tags), "gh:x", "{}", &events).unwrap();
         assert_eq!(n.iter().map(|n| n.part).collect::<Vec<_>>(), vec![0, 1, 2]);
         let counts: Vec<usize> = n
             .iter()
@@ -311,6 +344,37 @@ mod tests {
             })
             .collect();
         assert_eq!(counts, vec![20, 20, 5]);
+    }
+
+    #[test]
+    fn a_fan_out_past_the_parts_or_the_bytes_of_a_delivery_is_refused() {
+        let events = |n: usize| -> Vec<MappedEvent> {
+            (0..n)
+                .map(|i| MappedEvent {
+                    object_type: Cow::Borrowed("applications"),
+                    object_id: Some(i.to_string()),
+                    event_type: EventType::Deleted,
+                })
+                .collect()
+        };
+        let tags = vec![];
+        let parts = |n: usize, raw: &str| build(&ctx(&tags), "gh:x", raw, &events(n)).map(|v| v.len());
+        assert_eq!(parts(MAX_PARTS * MAX_EVENTS_PER_NOTIFICATION, "{}"), Ok(MAX_PARTS));
+        assert_eq!(
+            parts(MAX_PARTS * MAX_EVENTS_PER_NOTIFICATION + 1, "{}"),
+            Err(TooMuch { parts: MAX_PARTS + 1, bytes: 202 })
+        );
+        // A body as big as a delivery may be: one part fits, two cannot.
+        let raw = format!("{{\"a\":\"{}\"}}", "x".repeat(MAX_DELIVERY_BYTES / 2));
+        assert_eq!(parts(20, &raw), Ok(1));
+        assert_eq!(parts(41, &raw).unwrap_err().parts, 3);
+        // The envelope counts too: parts whose raw alone fits, but not with their events.
+        let raw = format!("{{\"a\":\"{}\"}}", "x".repeat(MAX_DELIVERY_BYTES / MAX_PARTS - 100));
+        let refused = parts(MAX_PARTS * MAX_EVENTS_PER_NOTIFICATION, &raw).unwrap_err();
+        assert!(
+            refused.bytes > MAX_DELIVERY_BYTES && refused.bytes < MAX_DELIVERY_BYTES + raw.len() + 5000,
+            "{refused:?}"
+        );
     }
 
     #[test]
