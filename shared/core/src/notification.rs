@@ -28,6 +28,7 @@ pub struct TooMuch {
     pub parts: usize,
     pub bytes: usize,
 }
+
 pub const USER_AGENT: &str = concat!("greenhouse-relay/", env!("CARGO_PKG_VERSION"));
 
 /// Who the notification is about, as of the moment the ingest accepted the delivery.
