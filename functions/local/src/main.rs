@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use greenhouse_relay::{Config, scaled, start};
+use relay_core::delivery;
 use relay_core::network::NetworkPolicy;
 use tracing_subscriber::EnvFilter;
 
@@ -106,16 +107,18 @@ async fn serve(args: Serve) -> Result<(), String> {
     }
     config.worker.concurrency = args.delivery_concurrency;
     config.worker.per_instance = args.delivery_concurrency_per_instance;
-    if !(1..=36_500).contains(&args.event_retention_days) {
-        return Err("EVENT_RETENTION_DAYS must be from 1 to 36500".into());
+    if !delivery::RETENTION_DAYS.contains(&args.event_retention_days) {
+        let (from, to) = delivery::RETENTION_DAYS.into_inner();
+        return Err(format!("EVENT_RETENTION_DAYS must be from {from} to {to}"));
     }
     config.worker.retention = Duration::from_secs(args.event_retention_days * 24 * 3600);
-    if !(args.delivery_time_scale.is_finite() && args.delivery_time_scale > 0.0) {
+    if !delivery::is_time_scale(args.delivery_time_scale) {
         return Err("DELIVERY_TIME_SCALE must be a number above 0".into());
     }
     config.worker = scaled(config.worker, args.delivery_time_scale);
-    if !(1..=900_000).contains(&args.delivery_timeout_ms) {
-        return Err("DELIVERY_TIMEOUT_MS must be from 1 to 900000".into());
+    if !delivery::ATTEMPT_TIMEOUT_MS.contains(&args.delivery_timeout_ms) {
+        let (from, to) = delivery::ATTEMPT_TIMEOUT_MS.into_inner();
+        return Err(format!("DELIVERY_TIMEOUT_MS must be from {from} to {to}"));
     }
     config.attempt_timeout = Duration::from_millis(args.delivery_timeout_ms);
     if args.http_read_timeout_ms == 0 {

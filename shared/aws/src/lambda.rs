@@ -80,17 +80,18 @@ impl Env {
             time_scale: match var("DELIVERY_TIME_SCALE") {
                 None => 1.0,
                 Some(v) => match v.parse::<f64>() {
-                    Ok(scale) if scale.is_finite() && scale > 0.0 => scale,
+                    Ok(scale) if delivery::is_time_scale(scale) => scale,
                     _ => return Err(format!("DELIVERY_TIME_SCALE: {v:?} is not a number above 0")),
                 },
             },
             attempt_timeout: match var("DELIVERY_TIMEOUT_MS") {
                 None => relay_core::retry::ATTEMPT_TIMEOUT,
                 Some(v) => match v.parse::<u64>() {
-                    Ok(ms @ 1..=900_000) => Duration::from_millis(ms),
+                    Ok(ms) if delivery::ATTEMPT_TIMEOUT_MS.contains(&ms) => Duration::from_millis(ms),
                     _ => {
+                        let (from, to) = delivery::ATTEMPT_TIMEOUT_MS.into_inner();
                         return Err(format!(
-                            "DELIVERY_TIMEOUT_MS: {v:?} is not a number of milliseconds from 1 to 900000"
+                            "DELIVERY_TIMEOUT_MS: {v:?} is not a number of milliseconds from {from} to {to}"
                         ));
                     }
                 },
@@ -98,8 +99,13 @@ impl Env {
             event_retention: match var("EVENT_RETENTION_DAYS") {
                 None => crate::dynamo::DEFAULT_RETENTION,
                 Some(days) => match days.parse::<u64>() {
-                    Ok(d @ 1..=36500) => Duration::from_secs(d * 24 * 3600),
-                    _ => return Err(format!("EVENT_RETENTION_DAYS: {days:?} is not a number of days from 1 to 36500")),
+                    Ok(d) if delivery::RETENTION_DAYS.contains(&d) => Duration::from_secs(d * 24 * 3600),
+                    _ => {
+                        let (from, to) = delivery::RETENTION_DAYS.into_inner();
+                        return Err(format!(
+                            "EVENT_RETENTION_DAYS: {days:?} is not a number of days from {from} to {to}"
+                        ));
+                    }
                 },
             },
         })

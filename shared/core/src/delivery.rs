@@ -1,5 +1,6 @@
 //! Use case: one delivery attempt of one queued notification, and what follows it.
 
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use rand::RngExt;
@@ -20,6 +21,17 @@ impl Default for DeliveryConfig {
     fn default() -> Self {
         DeliveryConfig { time_scale: 1.0 }
     }
+}
+
+/// What both runtimes accept for their delivery settings (`DELIVERY_TIMEOUT_MS`,
+/// `EVENT_RETENTION_DAYS`, `DELIVERY_TIME_SCALE`), so that neither takes a value the other
+/// refuses.
+pub const ATTEMPT_TIMEOUT_MS: RangeInclusive<u64> = 1..=900_000;
+pub const RETENTION_DAYS: RangeInclusive<u64> = 1..=36_500;
+
+/// A time scale is a finite number above 0 (0 or less would retry at once).
+pub fn is_time_scale(scale: f64) -> bool {
+    scale.is_finite() && scale > 0.0
 }
 
 /// Attempts `event` once, logs the attempt and returns the step the store recorded.
