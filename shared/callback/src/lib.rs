@@ -1,6 +1,8 @@
 //! Sends notifications to callback URLs: reqwest + rustls, keep-alive, no redirects, no proxy,
 //! and a DNS resolver that drops every address the network policy refuses, so a name that
 //! resolves to 169.254.169.254 (or starts to, after the URL was accepted) is never connected to.
+//! Plain `http` callbacks go through a second client whose resolver keeps only allow-listed
+//! addresses, so plain http never reaches a public address, whatever the name resolves to when.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
@@ -16,20 +18,48 @@ use url::Host;
 /// What the attempt log keeps of a response body.
 pub const RESPONSE_EXCERPT_BYTES: usize = 4096;
 
+/// How long the check of a callback URL's host (at `POST` or `PATCH /instances`) waits for DNS.
+/// The system resolver's own retries can take far longer, and the management function has 10 s.
+pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Name resolution, a port so that tests can script what a name resolves to, and when.
+#[async_trait]
+pub trait Lookup: Send + Sync + 'static {
+    async fn lookup(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>>;
+}
+
+/// The system's resolver (`getaddrinfo`, on tokio's blocking pool).
+pub struct SystemLookup;
+
+#[async_trait]
+impl Lookup for SystemLookup {
+    async fn lookup(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+        Ok(tokio::net::lookup_host((host, port)).await?.collect())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("every address of this host is refused by the callback network policy")]
 struct Blocked;
 
 struct PolicyResolver {
     policy: Arc<NetworkPolicy>,
+    lookup: Arc<dyn Lookup>,
+    /// For the plain-http client: only allow-listed addresses.
+    plain_http: bool,
 }
 
 impl Resolve for PolicyResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = self.policy.clone();
+        let lookup = self.lookup.clone();
+        let plain_http = self.plain_http;
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = addrs.iter().copied().filter(|a| policy.is_allowed(a.ip())).collect();
+            let addrs = lookup.lookup(name.as_str(), 0).await?;
+            let allowed: Vec<SocketAddr> = addrs
+                .into_iter()
+                .filter(|a| if plain_http { policy.allows_plain_http(a.ip()) } else { policy.is_allowed(a.ip()) })
+                .collect();
             if allowed.is_empty() {
                 return Err(Box::new(Blocked) as Box<dyn std::error::Error + Send + Sync>);
             }
@@ -38,43 +68,71 @@ impl Resolve for PolicyResolver {
     }
 }
 
+type Client = OnceLock<Result<reqwest::Client, String>>;
+
 pub struct HttpCallback {
     /// Built on first use: loading the TLS trust roots costs milliseconds, and the ingest and
     /// management functions (which only resolve names) never need it.
-    client: OnceLock<Result<reqwest::Client, String>>,
+    https: Client,
+    /// For plain `http` callbacks (only where the deployment allows them).
+    http: Client,
     policy: Arc<NetworkPolicy>,
+    lookup: Arc<dyn Lookup>,
     timeout: Duration,
+    resolve_timeout: Duration,
 }
 
 impl HttpCallback {
     pub fn new(policy: NetworkPolicy, timeout: Duration) -> Result<Self, String> {
-        Ok(HttpCallback { client: OnceLock::new(), policy: Arc::new(policy), timeout })
+        Ok(Self::with_lookup(policy, timeout, Arc::new(SystemLookup), RESOLVE_TIMEOUT))
     }
 
-    /// Builds the HTTP client now (where it should be ready before the first delivery).
+    /// With another resolver, and another deadline for [`Callback::resolve`].
+    pub fn with_lookup(
+        policy: NetworkPolicy,
+        timeout: Duration,
+        lookup: Arc<dyn Lookup>,
+        resolve_timeout: Duration,
+    ) -> Self {
+        HttpCallback {
+            https: OnceLock::new(),
+            http: OnceLock::new(),
+            policy: Arc::new(policy),
+            lookup,
+            timeout,
+            resolve_timeout,
+        }
+    }
+
+    /// Builds the HTTP clients now (where they should be ready before the first delivery).
     pub fn warm(&self) -> Result<(), String> {
-        self.client().map(|_| ())
+        self.client(false)?;
+        if self.policy.allow_http_to_allowed_nets {
+            self.client(true)?;
+        }
+        Ok(())
     }
 
-    fn client(&self) -> Result<&reqwest::Client, String> {
-        self.client
-            .get_or_init(|| {
-                reqwest::Client::builder()
-                    .user_agent(relay_core::notification::USER_AGENT)
-                    .redirect(reqwest::redirect::Policy::none())
-                    // Never through the environment's proxy (`HTTPS_PROXY` and the like): the
-                    // proxy would resolve the callback's host itself, and the resolver below
-                    // would judge the proxy's address instead of the callback's.
-                    .no_proxy()
-                    .dns_resolver(Arc::new(PolicyResolver { policy: self.policy.clone() }))
-                    .connect_timeout(self.timeout)
-                    .pool_idle_timeout(Duration::from_secs(60))
-                    .pool_max_idle_per_host(64)
-                    .build()
-                    .map_err(|e| e.to_string())
-            })
-            .as_ref()
-            .map_err(Clone::clone)
+    fn client(&self, plain_http: bool) -> Result<&reqwest::Client, String> {
+        let cell = if plain_http { &self.http } else { &self.https };
+        cell.get_or_init(|| {
+            let resolver = PolicyResolver { policy: self.policy.clone(), lookup: self.lookup.clone(), plain_http };
+            reqwest::Client::builder()
+                .user_agent(relay_core::notification::USER_AGENT)
+                .redirect(reqwest::redirect::Policy::none())
+                // Never through the environment's proxy (`HTTPS_PROXY` and the like): the
+                // proxy would resolve the callback's host itself, and the resolver below
+                // would judge the proxy's address instead of the callback's.
+                .no_proxy()
+                .dns_resolver(Arc::new(resolver))
+                .connect_timeout(self.timeout)
+                .pool_idle_timeout(Duration::from_secs(60))
+                .pool_max_idle_per_host(64)
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(Clone::clone)
     }
 
     fn blocked(&self, e: CallbackUrlError, started: Instant) -> CallbackResponse {
@@ -101,10 +159,11 @@ fn is_blocked(e: &(dyn std::error::Error + 'static)) -> bool {
 
 #[async_trait]
 impl Callback for HttpCallback {
+    /// The host's addresses, or none when it does not resolve within the deadline.
     async fn resolve(&self, host: &str, port: u16) -> Vec<IpAddr> {
-        match tokio::net::lookup_host((host, port)).await {
-            Ok(addrs) => addrs.map(|a| a.ip()).collect(),
-            Err(_) => vec![],
+        match tokio::time::timeout(self.resolve_timeout, self.lookup.lookup(host, port)).await {
+            Ok(Ok(addrs)) => addrs.into_iter().map(|a| a.ip()).collect(),
+            Ok(Err(_)) | Err(_) => vec![],
         }
     }
 
@@ -114,8 +173,10 @@ impl Callback for HttpCallback {
             Ok(u) => u,
             Err(e) => return self.blocked(e, started),
         };
-        if parsed.scheme() == "http" {
-            // Plain http only to allow-listed networks: judge the name's addresses now.
+        let plain_http = parsed.scheme() == "http";
+        if plain_http {
+            // Plain http only to allow-listed networks: judge the name's addresses now, for a
+            // clear error (the plain-http client's resolver holds the line at connection).
             if let Some(Host::Domain(name)) = parsed.host() {
                 let addrs = self.resolve(name, parsed.port_or_known_default().unwrap_or(80)).await;
                 if let Err(e) = self.policy.check_resolved(&parsed, &addrs) {
@@ -123,7 +184,7 @@ impl Callback for HttpCallback {
                 }
             }
         }
-        let client = match self.client() {
+        let client = match self.client(plain_http) {
             Ok(c) => c,
             Err(e) => {
                 return CallbackResponse {
@@ -152,6 +213,10 @@ impl Callback for HttpCallback {
                     AttemptResult::Failed
                 };
                 let error = match result {
+                    AttemptResult::Blocked if plain_http => {
+                        "blocked: plain http reaches only allow-listed networks, and the callback host resolves to none"
+                            .to_owned()
+                    }
                     AttemptResult::Blocked => {
                         "blocked: the callback host resolves only to refused addresses".to_owned()
                     }

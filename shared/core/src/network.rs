@@ -48,6 +48,12 @@ impl NetworkPolicy {
         self.allow.iter().any(|net| net.contains(&ip) || net.contains(&canonical))
     }
 
+    /// May a plain `http` callback connect to this (resolved) address? Only inside the
+    /// allow-list, and only when the deployment accepts plain http at all.
+    pub fn allows_plain_http(&self, ip: IpAddr) -> bool {
+        self.allow_http_to_allowed_nets && self.allow_listed(ip)
+    }
+
     /// Is a connection to this (resolved) address allowed?
     pub fn is_allowed(&self, ip: IpAddr) -> bool {
         self.allow_listed(ip) || is_public(ip)
@@ -262,6 +268,14 @@ mod tests {
         assert!(p.is_allowed(ip("10.1.2.3")));
         assert!(!p.is_allowed(ip("10.2.0.1")));
         assert!(!p.is_allowed(ip("169.254.169.254")));
+        // Plain http: the allow-list only, never a public address.
+        assert!(p.allows_plain_http(ip("127.0.0.1")));
+        assert!(p.allows_plain_http(ip("::ffff:10.1.0.9")));
+        assert!(!p.allows_plain_http(ip("8.8.8.8")));
+        assert!(p.is_allowed(ip("8.8.8.8")));
+        assert!(!p.allows_plain_http(ip("10.2.0.1")));
+        let https_only = NetworkPolicy { allow_http_to_allowed_nets: false, ..p };
+        assert!(!https_only.allows_plain_http(ip("127.0.0.1")));
         assert!(NetworkPolicy::parse_allow_list("nonsense").is_err());
         assert_eq!(NetworkPolicy::parse_allow_list("").unwrap(), vec![]);
     }
