@@ -65,6 +65,20 @@ class Template(unittest.TestCase):
         self.assertEqual((p["Default"], p["MinValue"], p["MaxValue"]), (30, 1, 36500))
         self.assertEqual(T["Globals"]["Function"]["Environment"]["Variables"]["EVENT_RETENTION_DAYS"], {"Ref": "EventRetentionDays"})
 
+    def test_only_the_delivery_function_reads_extra_callback_roots(self):
+        self.assertEqual(T["Parameters"]["CallbackCaBundle"]["Default"], "")
+        self.assertEqual(T["Parameters"]["CallbackCaLayerArn"]["Default"], "")
+        self.assertNotIn("CALLBACK_CA_BUNDLE", T["Globals"]["Function"]["Environment"]["Variables"])
+        for name, fn in FUNCTIONS.items():
+            variables = fn["Properties"].get("Environment", {}).get("Variables", {})
+            if name == "DeliveryFunction":
+                self.assertEqual(variables["CALLBACK_CA_BUNDLE"], {"Ref": "CallbackCaBundle"})
+                self.assertEqual(fn["Properties"]["Layers"],
+                                 {"Fn::If": ["HasCallbackCaLayer", [{"Ref": "CallbackCaLayerArn"}], {"Ref": "AWS::NoValue"}]})
+            else:
+                self.assertNotIn("CALLBACK_CA_BUNDLE", variables, name)
+                self.assertNotIn("Layers", fn["Properties"], name)
+
     def test_iam_is_least_privilege(self):
         for name, fn in FUNCTIONS.items():
             policies = fn["Properties"]["Policies"]

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use relay_aws::{Delivery, Env, lambda};
-use relay_callback::HttpCallback;
 
 // One invocation at a time per execution environment, and its work is I/O: a single-threaded
 // runtime serves it as well, without starting a worker thread per core during init (~0.4 ms of
@@ -17,7 +16,7 @@ async fn main() -> Result<(), Error> {
     lambda::init_tracing();
     let env = Env::from_env()?;
     let store = lambda::store(&env).await?;
-    let callback = HttpCallback::new(env.policy.clone(), env.attempt_timeout)?;
+    let callback = env.callback()?;
     // Delivering is this function's work: pay for the TLS setup during init, not on the first event.
     callback.warm()?;
     let callback = Arc::new(callback);

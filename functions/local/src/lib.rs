@@ -45,6 +45,8 @@ pub struct Config {
     pub attempt_timeout: Duration,
     /// See [`READ_TIMEOUT`].
     pub read_timeout: Duration,
+    /// A PEM file of roots callbacks are also verified against (`CALLBACK_CA_BUNDLE`).
+    pub callback_ca_bundle: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Config {
@@ -57,6 +59,7 @@ impl std::fmt::Debug for Config {
             .field("worker", &self.worker)
             .field("attempt_timeout", &self.attempt_timeout)
             .field("read_timeout", &self.read_timeout)
+            .field("callback_ca_bundle", &self.callback_ca_bundle)
             .finish_non_exhaustive()
     }
 }
@@ -77,6 +80,7 @@ impl Config {
             worker: WorkerConfig::default(),
             attempt_timeout: relay_core::retry::ATTEMPT_TIMEOUT,
             read_timeout: READ_TIMEOUT,
+            callback_ca_bundle: None,
         }
     }
 }
@@ -114,7 +118,10 @@ pub async fn start(config: Config) -> Result<Running, String> {
     }
     let store = SqliteStore::open(&config.database_path)
         .map_err(|e| format!("database {}: {e}", config.database_path.display()))?;
-    let callback = HttpCallback::new(config.policy.clone(), config.attempt_timeout)?;
+    let mut callback = HttpCallback::new(config.policy.clone(), config.attempt_timeout)?;
+    if let Some(path) = &config.callback_ca_bundle {
+        callback = callback.with_ca_bundle_file(path)?;
+    }
     callback.warm()?;
     let callback = Arc::new(callback);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);

@@ -39,6 +39,9 @@ struct Serve {
     /// Allow plain http callbacks to the allow-listed networks.
     #[arg(long, env = "CALLBACK_ALLOW_HTTP", default_value_t = true, action = clap::ArgAction::Set)]
     callback_allow_http: bool,
+    /// A PEM file of roots callbacks are also verified against (receivers behind a private CA).
+    #[arg(long, env = "CALLBACK_CA_BUNDLE")]
+    callback_ca_bundle: Option<PathBuf>,
     /// What `webhookUrl` starts with (e.g. a tunnel's https URL); default http://LISTEN_ADDR.
     #[arg(long, env = "PUBLIC_BASE_URL")]
     public_base_url: Option<String>,
@@ -102,6 +105,7 @@ async fn serve(args: Serve) -> Result<(), String> {
         .map(|v| relay_core::api::public_base_url(&v).map_err(|e| format!("PUBLIC_BASE_URL {e}")))
         .transpose()?;
     config.policy = NetworkPolicy { allow, allow_http_to_allowed_nets: args.callback_allow_http };
+    config.callback_ca_bundle = args.callback_ca_bundle.filter(|p| !p.as_os_str().is_empty());
     if args.delivery_concurrency == 0 || args.delivery_concurrency_per_instance == 0 {
         return Err("DELIVERY_CONCURRENCY and DELIVERY_CONCURRENCY_PER_INSTANCE must be at least 1".into());
     }

@@ -681,6 +681,49 @@ async fn the_network_policy_is_enforced_again_at_delivery_time() {
 }
 
 #[tokio::test]
+async fn a_receiver_behind_a_private_ca_is_delivered_to_once_its_root_is_configured() {
+    let dir = tmp();
+    let (rx, pem) = Receiver::start_tls().await;
+    assert!(rx.url().starts_with("https://localhost:"));
+    // The system's roots do not vouch for the receiver: the attempt fails on its certificate.
+    let server = Server::start(config(dir.path(), 0.001)).await;
+    let inst = server.create_instance(&rx.url(), json!({})).await;
+    let (status, r) = server.webhook(id_of(&inst), &fixture("job_created.json"), VENDOR_KEY, None).await;
+    assert_eq!(status, 200);
+    let refused = r["eventId"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + WAIT;
+    let error = loop {
+        let events = server.events(id_of(&inst), "").await;
+        if let Some(a) = events[0]["attempts"].as_array().unwrap().first() {
+            break a["error"].as_str().unwrap().to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "no attempt for {refused}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
+    assert!(rx.received().is_empty());
+    server.stop().await;
+
+    // `CALLBACK_CA_BUNDLE` names its root: delivered, signed as ever.
+    let bundle = dir.path().join("private-ca.pem");
+    std::fs::write(&bundle, pem).unwrap();
+    let mut c = config(dir.path(), 0.001);
+    c.callback_ca_bundle = Some(bundle);
+    let server = Server::start(c).await;
+    let (status, r) = server.webhook(id_of(&inst), &fixture("offer_created.json"), VENDOR_KEY, None).await;
+    assert_eq!(status, 200);
+    let delivered = r["eventId"].as_str().unwrap();
+    let got = rx.wait_for(1, WAIT).await;
+    let ids: Vec<String> =
+        got.iter().map(|g| g.json()["message"]["eventId"].as_str().unwrap_or_default().to_owned()).collect();
+    assert!(ids.iter().any(|id| id == delivered), "{ids:?}");
+    let first = got.iter().find(|g| g.json()["message"]["eventId"] == delivered).unwrap();
+    assert_signed(first, SIGNING_KEY);
+    server.wait_status(id_of(&inst), delivered, "delivered", WAIT).await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn accepted_events_survive_a_restart() {
     let dir = tmp();
     // No receiver yet: attempts fail (connection refused) and stay pending.

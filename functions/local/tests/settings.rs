@@ -10,6 +10,9 @@ const GOOD: [(&str, &str); 4] =
 #[test]
 fn a_setting_that_cannot_be_used_stops_the_start_and_is_named() {
     let dir = tempfile::tempdir().unwrap();
+    let no_certificate = dir.path().join("no-certificate.pem");
+    std::fs::write(&no_certificate, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+    let missing = dir.path().join("missing.pem");
     for (name, bad) in [
         ("PUBLIC_BASE_URL", "relay.example.com"),
         ("PUBLIC_BASE_URL", "https://user:hunter2@relay.example.com"),
@@ -22,6 +25,8 @@ fn a_setting_that_cannot_be_used_stops_the_start_and_is_named() {
         ("EVENT_RETENTION_DAYS", "300000000000000"),
         ("HTTP_READ_TIMEOUT_MS", "0"),
         ("CALLBACK_ALLOW_NETS", "10.0.0.0/33"),
+        ("CALLBACK_CA_BUNDLE", no_certificate.to_str().unwrap()),
+        ("CALLBACK_CA_BUNDLE", missing.to_str().unwrap()),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_greenhouse-relay"))
             .arg("serve")

@@ -28,7 +28,7 @@ fn main() {
         step("dynamodb Client::new");
         let sqs = aws_sdk_sqs::Client::new(&conf);
         step("sqs Client::new");
-        let cb = relay_callback::HttpCallback::new(env.policy.clone(), env.attempt_timeout).unwrap();
+        let cb = env.callback().unwrap();
         step("HttpCallback::new");
         std::hint::black_box((dynamo, sqs, cb));
     });

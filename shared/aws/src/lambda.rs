@@ -35,6 +35,8 @@ pub struct Env {
     pub attempt_timeout: Duration,
     /// Delivered notifications expire this long after delivery (`EVENT_RETENTION_DAYS`).
     pub event_retention: Duration,
+    /// A PEM file of roots callbacks are also verified against (`CALLBACK_CA_BUNDLE`).
+    pub callback_ca_bundle: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Env {
@@ -46,6 +48,7 @@ impl std::fmt::Debug for Env {
             .field("policy", &self.policy)
             .field("time_scale", &self.time_scale)
             .field("event_retention", &self.event_retention)
+            .field("callback_ca_bundle", &self.callback_ca_bundle)
             .finish_non_exhaustive()
     }
 }
@@ -108,7 +111,17 @@ impl Env {
                     }
                 },
             },
+            callback_ca_bundle: var("CALLBACK_CA_BUNDLE").map(Into::into),
         })
+    }
+
+    /// The callback sender this configuration describes (its roots read and checked now).
+    pub fn callback(&self) -> Result<relay_callback::HttpCallback, String> {
+        let callback = relay_callback::HttpCallback::new(self.policy.clone(), self.attempt_timeout)?;
+        match &self.callback_ca_bundle {
+            Some(path) => callback.with_ca_bundle_file(path),
+            None => Ok(callback),
+        }
     }
 }
 
@@ -124,7 +137,7 @@ pub async fn run_http() -> Result<(), lambda_runtime::Error> {
     init_tracing();
     let env = Env::from_env()?;
     let store = store(&env).await?;
-    let callback = Arc::new(relay_callback::HttpCallback::new(env.policy.clone(), env.attempt_timeout)?);
+    let callback = Arc::new(env.callback()?);
     let api = api(&env, store, callback);
     lambda_runtime::run(lambda_runtime::service_fn(|event: LambdaEvent<ApiGatewayV2httpRequest>| {
         let api = &api;
@@ -527,6 +540,26 @@ mod tests {
         ] {
             let e = env(&[(name, bad)]).unwrap_err();
             assert!(e.starts_with(name), "{name}={bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn callback_ca_bundle_adds_roots_and_stops_the_start_when_unusable() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(env(&[]).unwrap().callback_ca_bundle, None);
+        assert!(env(&[]).unwrap().callback().is_ok());
+        let good = dir.path().join("ca.pem");
+        let pem = rcgen::generate_simple_self_signed(vec!["receiver.internal".to_owned()]).unwrap().cert.pem();
+        std::fs::write(&good, pem).unwrap();
+        let with = env(&[("CALLBACK_CA_BUNDLE", good.to_str().unwrap())]).unwrap();
+        assert_eq!(with.callback_ca_bundle.as_deref(), Some(good.as_path()));
+        assert!(with.callback().is_ok());
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        for bad in [dir.path().join("missing.pem"), empty] {
+            let e = env(&[("CALLBACK_CA_BUNDLE", bad.to_str().unwrap())]).unwrap().callback().err().unwrap();
+            assert!(e.starts_with("CALLBACK_CA_BUNDLE"), "{e}");
+            assert!(e.contains(bad.to_str().unwrap()), "{e}");
         }
     }
 

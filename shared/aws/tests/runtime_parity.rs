@@ -106,7 +106,7 @@ async fn aws() -> Side {
     let mut env = aws.env();
     env.policy = policy();
     env.public_base_url = Some("http://relay.test".into());
-    let callback = Arc::new(HttpCallback::new(env.policy.clone(), env.attempt_timeout).unwrap());
+    let callback = Arc::new(env.callback().unwrap());
     let api = relay_aws::lambda::api(&env, aws.store(), callback);
     Side { api, known: Known::new(USER, ORG), serial: 0, store: Store::Aws(aws) }
 }

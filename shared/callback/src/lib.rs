@@ -80,6 +80,8 @@ pub struct HttpCallback {
     lookup: Arc<dyn Lookup>,
     timeout: Duration,
     resolve_timeout: Duration,
+    /// Trusted besides the system's roots (receivers behind a private CA).
+    extra_roots: Vec<reqwest::Certificate>,
 }
 
 impl HttpCallback {
@@ -101,7 +103,34 @@ impl HttpCallback {
             lookup,
             timeout,
             resolve_timeout,
+            extra_roots: vec![],
         }
+    }
+
+    /// [`with_extra_roots`](Self::with_extra_roots) from the file `CALLBACK_CA_BUNDLE` names;
+    /// errors name the variable and the file.
+    pub fn with_ca_bundle_file(self, path: &std::path::Path) -> Result<Self, String> {
+        let shown = path.display();
+        let pem = std::fs::read(path).map_err(|e| format!("CALLBACK_CA_BUNDLE {shown}: {e}"))?;
+        self.with_extra_roots(&pem).map_err(|e| format!("CALLBACK_CA_BUNDLE {shown} {e}"))
+    }
+
+    /// Also trusts the certificates of a PEM bundle (`CALLBACK_CA_BUNDLE`), for receivers behind
+    /// a private CA; the system's roots stay trusted. The bundle must hold at least one
+    /// certificate, and each must be usable as a root.
+    pub fn with_extra_roots(mut self, pem: &[u8]) -> Result<Self, String> {
+        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("not a PEM bundle: {e}"))?;
+        if certs.is_empty() {
+            return Err("holds no PEM certificate".to_owned());
+        }
+        // Checked now rather than at the first delivery: a client trusting these alone is cheap
+        // (no system roots loaded) and refuses what is not a certificate.
+        reqwest::Client::builder()
+            .tls_certs_only(certs.clone())
+            .build()
+            .map_err(|e| format!("holds a certificate that cannot be a root: {}", error_chain(&e)))?;
+        self.extra_roots = certs;
+        Ok(self)
     }
 
     /// Builds the HTTP clients now (where they should be ready before the first delivery).
@@ -128,6 +157,7 @@ impl HttpCallback {
                 .connect_timeout(self.timeout)
                 .pool_idle_timeout(Duration::from_secs(60))
                 .pool_max_idle_per_host(64)
+                .tls_certs_merge(self.extra_roots.iter().cloned())
                 .build()
                 .map_err(|e| e.to_string())
         })

@@ -70,6 +70,7 @@ struct ReceiverState {
 pub struct Receiver {
     pub addr: SocketAddr,
     state: Arc<ReceiverState>,
+    tls: bool,
 }
 
 impl Receiver {
@@ -83,11 +84,45 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Receiver { addr, state }
+        Receiver { addr, state, tls: false }
+    }
+
+    /// The same receiver over TLS on 127.0.0.1, with a self-signed certificate for `localhost`
+    /// (a receiver behind a private CA); also returns the certificate's PEM.
+    pub async fn start_tls() -> (Self, String) {
+        let state = Arc::new(ReceiverState::default());
+        let app = axum::Router::new().fallback(receive).with_state(state.clone());
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(tcp).await else { return };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                });
+            }
+        });
+        (Receiver { addr, state, tls: true }, cert.cert.pem())
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}/hooks", self.addr)
+        match self.tls {
+            true => format!("https://localhost:{}/hooks", self.addr.port()),
+            false => format!("http://{}/hooks", self.addr),
+        }
     }
 
     pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {

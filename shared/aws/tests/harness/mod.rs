@@ -12,7 +12,6 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use relay_aws::{DynamoStore, Env, Queue};
-use relay_callback::HttpCallback;
 use relay_core::api::Api;
 use relay_core::network::NetworkPolicy;
 
@@ -143,16 +142,13 @@ impl Aws {
             time_scale: 1.0,
             attempt_timeout: Duration::from_secs(5),
             event_retention: relay_aws::dynamo::DEFAULT_RETENTION,
+            callback_ca_bundle: None,
         }
     }
 
     pub fn api(&self) -> Api {
         let env = self.env();
-        relay_aws::lambda::api(
-            &env,
-            self.store(),
-            Arc::new(HttpCallback::new(env.policy.clone(), env.attempt_timeout).unwrap()),
-        )
+        relay_aws::lambda::api(&env, self.store(), Arc::new(env.callback().unwrap()))
     }
 
     /// Receives what is visible on the queue, as the SQS event source would hand it to Lambda
