@@ -119,7 +119,7 @@ impl HttpCallback {
     /// a private CA; the system's roots stay trusted. The bundle must hold at least one
     /// certificate, and each must be usable as a root.
     pub fn with_extra_roots(mut self, pem: &[u8]) -> Result<Self, String> {
-        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("not a PEM bundle: {e}"))?;
+        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("is not a PEM bundle: {e}"))?;
         if certs.is_empty() {
             return Err("holds no PEM certificate".to_owned());
         }
@@ -193,7 +193,11 @@ impl Callback for HttpCallback {
     async fn resolve(&self, host: &str, port: u16) -> Vec<IpAddr> {
         match tokio::time::timeout(self.resolve_timeout, self.lookup.lookup(host, port)).await {
             Ok(Ok(addrs)) => addrs.into_iter().map(|a| a.ip()).collect(),
-            Ok(Err(_)) | Err(_) => vec![],
+            Ok(Err(_)) => vec![],
+            Err(_) => {
+                tracing::warn!(host, timeout = ?self.resolve_timeout, "the callback host did not resolve in time");
+                vec![]
+            }
         }
     }
 
