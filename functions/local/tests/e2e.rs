@@ -724,6 +724,48 @@ async fn a_receiver_behind_a_private_ca_is_delivered_to_once_its_root_is_configu
 }
 
 #[tokio::test]
+async fn delivered_notifications_are_purged_after_the_retention_and_failed_ones_kept() {
+    let dir = tmp();
+    let rx = Receiver::start().await;
+    // The first delivery is dead-lettered at once (410), the second delivered.
+    rx.script([Reply::status(410)]);
+    let mut c = config(dir.path(), 0.001);
+    c.worker.retention = Duration::from_millis(500);
+    c.worker.purge_every = Duration::from_millis(100);
+    let server = Server::start(c).await;
+    let inst = server.create_instance(&rx.url(), json!({})).await;
+    let id = id_of(&inst);
+    let (_, r) = server.webhook(id, &fixture("offer_created.json"), VENDOR_KEY, Some("g-failed")).await;
+    let failed = r["eventId"].as_str().unwrap().to_owned();
+    server.wait_status(id, &failed, "failed", WAIT).await;
+    let (_, r) = server.webhook(id, &fixture("job_created.json"), VENDOR_KEY, Some("g-delivered")).await;
+    let delivered = r["eventId"].as_str().unwrap().to_owned();
+    server.wait_status(id, &delivered, "delivered", WAIT).await;
+
+    // Gone with its attempts once past the retention; the failed one stays.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let ids: Vec<String> =
+            server.events(id, "").await.iter().map(|e| e["eventId"].as_str().unwrap().to_owned()).collect();
+        if ids == [failed.clone()] {
+            break;
+        }
+        assert!(ids.contains(&failed), "{ids:?}");
+        assert!(std::time::Instant::now() < deadline, "not purged: {ids:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _) = server.call("GET", &format!("/instances/{id}/events/{delivered}"), Some(&admin()), None).await;
+    assert_eq!(status, 404);
+    // Its dedupe key outlives it (72 h): Greenhouse's retry is still answered, not queued again.
+    let (status, r) = server.webhook(id, &fixture("job_created.json"), VENDOR_KEY, Some("g-delivered")).await;
+    assert_eq!((status, r["eventId"].as_str()), (200, Some(delivered.as_str())));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.received().len(), 2);
+    assert_eq!(server.events(id, "").await.len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn accepted_events_survive_a_restart() {
     let dir = tmp();
     // No receiver yet: attempts fail (connection refused) and stay pending.

@@ -14,6 +14,10 @@
 //! - `failed`: `status=failed` (the partial index `events_failed`);
 //! - `failed_without_index`: the same query made to walk the instance's index (as before).
 //!
+//! `purge`: the retention purge on the same file, nothing past the retention:
+//! - `nothing_due`: the purge (indexes `dedupe_expiry` and `events_delivered`): the baseline;
+//! - `nothing_due_before`: the statements it ran before, which read both tables whole.
+//!
 //! Prints each median and its ratio to its group's baseline.
 
 use std::collections::{HashMap, HashSet};
@@ -142,6 +146,35 @@ fn main() {
         })
     });
     g.finish();
+
+    // The same file: nothing is past the retention, so the purge deletes nothing; what it costs
+    // is the search, which holds the one writer (every ingest waits) while it runs.
+    let mut g = c.benchmark_group("purge");
+    g.bench_function("nothing_due", |b| {
+        b.iter(|| {
+            let n = rt.block_on(store.purge(0, 0)).unwrap();
+            assert_eq!(n, 0);
+            black_box(n)
+        })
+    });
+    g.bench_function("nothing_due_before", |b| {
+        b.iter(|| {
+            // The purge's statements before the indexes `dedupe_expiry` and `events_delivered`.
+            let keys = conn.execute("DELETE FROM dedupe NOT INDEXED WHERE expires_at <= 0", []).unwrap();
+            conn.execute(
+                "DELETE FROM attempts WHERE event_id IN
+                 (SELECT event_id FROM events NOT INDEXED WHERE status = 'delivered' AND updated_at < 0)",
+                [],
+            )
+            .unwrap();
+            let events = conn
+                .execute("DELETE FROM events NOT INDEXED WHERE status = 'delivered' AND updated_at < 0", [])
+                .unwrap();
+            assert_eq!(keys + events, 0);
+            black_box(events)
+        })
+    });
+    g.finish();
     c.final_summary();
 
     let target = std::env::var("CARGO_TARGET_DIR")
@@ -156,13 +189,14 @@ fn main() {
         (
             "claim",
             "claim on a backlog of 100000 due notifications of one instance",
-            ["none_at_cap", "busy_at_cap", "busy_at_cap_one_walk"],
+            &["none_at_cap", "busy_at_cap", "busy_at_cap_one_walk"][..],
         ),
         (
             "list",
             "events list of an instance with 100000 delivered and 5 failed",
-            ["newest_5", "failed", "failed_without_index"],
+            &["newest_5", "failed", "failed_without_index"],
         ),
+        ("purge", "purge with nothing due, 100000 delivered", &["nothing_due", "nothing_due_before"]),
     ] {
         let Some(base) = median(group, cases[0]) else { continue };
         println!("\n{title} (median, ratio to {}):", cases[0]);

@@ -247,31 +247,58 @@ impl SqliteStore {
         .await
     }
 
-    /// Deletes expired dedupe keys and delivered notifications older than `delivered_before_ms`.
+    /// Deletes expired dedupe keys, and delivered notifications older than `delivered_before_ms`
+    /// with their attempts; returns how many keys and notifications. Failed and pending ones are
+    /// kept. Found through the indexes `dedupe_expiry` and `events_delivered` (not by reading the
+    /// tables), and deleted [`PURGE_BATCH`] at a time, each batch its own write, so that the
+    /// writes of ingest and delivery go on between batches.
     pub async fn purge(&self, now_ms: i64, delivered_before_ms: i64) -> Result<usize, StoreError> {
-        self.write(
-            move |c| {
-                let keys = c.execute("DELETE FROM dedupe WHERE expires_at <= ?1", [now_ms])?;
-                c.execute(
-                    "DELETE FROM attempts WHERE event_id IN
-                     (SELECT event_id FROM events WHERE status = 'delivered' AND updated_at < ?1)",
-                    [delivered_before_ms],
-                )?;
-                let events = c.execute(
-                    "DELETE FROM events WHERE status = 'delivered' AND updated_at < ?1",
-                    [delivered_before_ms],
-                )?;
-                Ok(keys + events)
-            },
-            |_, _| {},
-        )
-        .await
+        let mut total = 0;
+        loop {
+            let (keys, events) =
+                self.write(move |c| purge_batch(c, now_ms, delivered_before_ms, PURGE_BATCH), |_, _| {}).await?;
+            total += keys + events;
+            if keys < PURGE_BATCH && events < PURGE_BATCH {
+                return Ok(total);
+            }
+        }
     }
 
     /// Resolves when new work was queued (or a wake was already pending).
     pub async fn work_queued(&self) {
         self.shared.wake.notified().await
     }
+}
+
+/// Most dedupe keys, and most notifications, one purge write deletes.
+pub const PURGE_BATCH: usize = 500;
+
+/// The purge's two searches: expired dedupe keys (`?1` now), delivered notifications past the
+/// retention (`?1` the cutoff); at most `?2`.
+const EXPIRED_KEYS: &str = "SELECT instance_id, delivery_key FROM dedupe WHERE expires_at <= ?1 LIMIT ?2";
+const EXPIRED_EVENTS: &str = "SELECT event_id FROM events WHERE status = 'delivered' AND updated_at < ?1 LIMIT ?2";
+
+/// One batch of [`SqliteStore::purge`]: (dedupe keys, notifications) deleted.
+fn purge_batch(
+    c: &Connection,
+    now_ms: i64,
+    delivered_before_ms: i64,
+    limit: usize,
+) -> rusqlite::Result<(usize, usize)> {
+    let keys = c
+        .prepare_cached(&format!("DELETE FROM dedupe WHERE (instance_id, delivery_key) IN ({EXPIRED_KEYS})"))?
+        .execute(params![now_ms, limit as i64])?;
+    let ids: Vec<String> = c
+        .prepare_cached(EXPIRED_EVENTS)?
+        .query_map(params![delivered_before_ms, limit as i64], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut attempts = c.prepare_cached("DELETE FROM attempts WHERE event_id = ?1")?;
+    let mut events = c.prepare_cached("DELETE FROM events WHERE event_id = ?1")?;
+    for id in &ids {
+        attempts.execute([id])?;
+        events.execute([id])?;
+    }
+    Ok((keys, ids.len()))
 }
 
 /// Copies the WAL back into the database file without blocking writers (PASSIVE), as long as
@@ -557,5 +584,27 @@ impl Events for SqliteStore {
             },
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_purge_deletes_is_found_through_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.db");
+        let _store = SqliteStore::open(&path).unwrap();
+        let c = Connection::open(&path).unwrap();
+        let plan = |sql: &str| -> String {
+            let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let details = stmt.query_map(params![5, 500], |r| r.get::<_, String>(3)).unwrap();
+            details.collect::<rusqlite::Result<Vec<_>>>().unwrap().join("; ")
+        };
+        let events = plan(EXPIRED_EVENTS);
+        assert!(events.contains("USING INDEX events_delivered"), "{events}");
+        let keys = plan(EXPIRED_KEYS);
+        assert!(keys.contains("INDEX dedupe_expiry"), "{keys}");
     }
 }

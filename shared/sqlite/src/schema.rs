@@ -60,6 +60,9 @@ CREATE TABLE IF NOT EXISTS attempts (
     response_body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS attempts_by_event ON attempts (event_id, id);
+-- The purge finds what expired without reading the tables (their bodies) whole.
+CREATE INDEX IF NOT EXISTS dedupe_expiry ON dedupe (expires_at);
+CREATE INDEX IF NOT EXISTS events_delivered ON events (updated_at) WHERE status = 'delivered';
 ";
 
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {

@@ -28,6 +28,8 @@ pub struct WorkerConfig {
     pub drain_timeout: Duration,
     /// Delivered notifications older than this are purged (dedupe keys expire on their own).
     pub retention: Duration,
+    /// How often the purge runs (also once at start).
+    pub purge_every: Duration,
     pub delivery: DeliveryConfig,
 }
 
@@ -39,6 +41,7 @@ impl Default for WorkerConfig {
             idle_poll: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(20),
             retention: Duration::from_secs(30 * 24 * 3600),
+            purge_every: Duration::from_secs(600),
             delivery: DeliveryConfig::default(),
         }
     }
@@ -50,8 +53,6 @@ pub struct Worker {
     pub clock: Arc<dyn Clock>,
     pub config: WorkerConfig,
 }
-
-const PURGE_EVERY: Duration = Duration::from_secs(600);
 
 /// What the worker is delivering now: by event (not claimed twice) and by instance (the cap).
 #[derive(Debug, Clone, Default)]
@@ -129,21 +130,13 @@ impl Worker {
         let per_instance = self.config.per_instance.max(1);
         let finished = Arc::new(Notify::new());
         let mut tasks = JoinSet::new();
-        let mut last_purge = tokio::time::Instant::now();
+        // Beside the claims, not between them: a purge of a large backlog takes many writes.
+        let purge = tokio::spawn(purge_loop(self.store.clone(), self.clock.clone(), self.config, shutdown.clone()));
         loop {
             if *shutdown.borrow() {
                 break;
             }
             while tasks.try_join_next().is_some() {}
-            if last_purge.elapsed() >= PURGE_EVERY {
-                last_purge = tokio::time::Instant::now();
-                let now = self.clock.now_ms();
-                match self.store.purge(now, now - self.config.retention.as_millis() as i64).await {
-                    Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired dedupe keys and old deliveries"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "purge failed"),
-                }
-            }
             let free = permits.available_permits();
             let now = self.clock.now_ms();
             let claimed = if free == 0 {
@@ -196,6 +189,30 @@ impl Worker {
             tokio::time::timeout(self.config.drain_timeout, async { while tasks.join_next().await.is_some() {} }).await;
         if drained.is_err() {
             tracing::warn!(left = tasks.len(), "shutdown: deliveries still in flight are abandoned; they stay pending");
+        }
+        // Each batch is its own transaction: stopping between two loses nothing.
+        purge.abort();
+    }
+}
+
+/// Purges at start, then every `purge_every`, until shutdown.
+async fn purge_loop(
+    store: SqliteStore,
+    clock: Arc<dyn Clock>,
+    config: WorkerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let now = clock.now_ms();
+        let before = now.saturating_sub(i64::try_from(config.retention.as_millis()).unwrap_or(i64::MAX));
+        match store.purge(now, before).await {
+            Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired dedupe keys and old deliveries"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "purge failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(config.purge_every) => {}
+            changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { return },
         }
     }
 }
