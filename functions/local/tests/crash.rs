@@ -202,3 +202,55 @@ async fn sigterm_finishes_the_delivery_in_flight() {
     assert_eq!(events[0]["attempts"].as_array().unwrap().len(), 1);
     assert_eq!(rx.received().len(), 1);
 }
+
+/// A second process on the same database would claim the same notifications (claims live in
+/// memory) and serve from a cache of instances it does not keep up to date: it is refused, with
+/// the file named, until the first one is gone, even by `kill -9`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_on_the_same_database_is_refused_until_the_first_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (port, other_port) = (free_port(), free_port());
+    let http = reqwest::Client::new();
+    let mut first = spawn(dir.path(), port);
+    wait_ready(&http, &format!("http://127.0.0.1:{port}")).await;
+
+    let db = dir.path().join("relay.db");
+    let mut second = Command::new(env!("CARGO_BIN_EXE_greenhouse-relay"))
+        .arg("serve")
+        .env("LISTEN_ADDR", format!("127.0.0.1:{other_port}"))
+        .env("DATABASE_PATH", &db)
+        .env("ADMIN_USER_SECRET", USER)
+        .env("ADMIN_ORG_SECRET", ORG)
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            second.kill().unwrap();
+            second.wait().unwrap();
+            first.kill().unwrap();
+            panic!("a second process is running on the same database");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("in use by another process") && stderr.contains(db.to_str().unwrap()), "{stderr}");
+    assert!(http.get(format!("http://127.0.0.1:{other_port}/health")).send().await.is_err());
+
+    // The first one is killed without a chance to clean up: the lock goes with it.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let mut third = spawn(dir.path(), other_port);
+    wait_ready(&http, &format!("http://127.0.0.1:{other_port}")).await;
+    third.kill().unwrap();
+    third.wait().unwrap();
+}

@@ -1003,3 +1003,15 @@ async fn the_instances_list_pages_with_cloud_elements_tokens_and_stays_under_4_m
     assert_eq!([page, rest].concat(), [live, heavy].concat());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_database_is_refused_until_the_first_stops() {
+    let dir = tmp();
+    let first = Server::start(config(dir.path(), 1.0)).await;
+    let refused = greenhouse_relay::start(config(dir.path(), 1.0)).await.err().expect("a second server started");
+    assert!(refused.contains("in use by another process"), "{refused}");
+    first.stop().await;
+    // Stopped: the database is free again (the same process may open it at once).
+    let again = Server::start(config(dir.path(), 1.0)).await;
+    again.stop().await;
+}

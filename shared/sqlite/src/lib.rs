@@ -39,6 +39,8 @@ struct Shared {
     instances: RwLock<BTreeMap<i64, Instance>>,
     /// New work for the delivery worker.
     wake: Notify,
+    /// Held (locked) while this store lives: see [`lock_database`].
+    _lock: std::fs::File,
 }
 
 #[derive(Clone)]
@@ -60,13 +62,14 @@ impl SqliteStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(unavailable)?;
         }
+        let lock = lock_database(&path)?;
         let conn = schema::open(&path).map_err(unavailable)?;
         schema::migrate(&conn).map_err(unavailable)?;
         // Checkpoints run on their own thread: inside a commit they stall every writer waiting
         // for the group commit (seen as a p99 of 100+ ms at 1,000 webhooks/s).
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0").map_err(unavailable)?;
         let instances = schema::load_instances(&conn).map_err(unavailable)?;
-        let shared = Arc::new(Shared { instances: RwLock::new(instances), wake: Notify::new() });
+        let shared = Arc::new(Shared { instances: RwLock::new(instances), wake: Notify::new(), _lock: lock });
         let (tx, rx) = mpsc::sync_channel::<Job>(MAX_BATCH * 4);
         let writer_shared = shared.clone();
         std::thread::Builder::new()
@@ -267,6 +270,46 @@ impl SqliteStore {
     /// Resolves when new work was queued (or a wake was already pending).
     pub async fn work_queued(&self) {
         self.shared.wake.notified().await
+    }
+}
+
+/// How long opening a database waits for another store on it to close (a restart in the same
+/// process, whose writer thread is finishing) before it gives up.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// One store per database file: the queue's claims and the instances' cache live in the memory
+/// of the process that holds it, so a second process on the same file would deliver the same
+/// notifications again and serve instances it does not know of. An exclusive lock on
+/// `<database>.lock` (released by the OS when the process dies, `kill -9` included) refuses it.
+/// Not the database file itself: closing any other descriptor of that file would drop SQLite's
+/// own POSIX locks.
+fn lock_database(db: &Path) -> Result<std::fs::File, StoreError> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| unavailable(format!("{}: {e}", lock_path.display())))?;
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(unavailable(format!(
+                    "in use by another process (it holds {}); one process per database",
+                    lock_path.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(unavailable(format!("{}: {e}", lock_path.display())));
+            }
+        }
     }
 }
 
