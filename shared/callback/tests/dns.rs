@@ -11,7 +11,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod common;
+
 use async_trait::async_trait;
+use common::receiver;
 use relay_callback::{HttpCallback, Lookup};
 use relay_core::network::NetworkPolicy;
 use relay_core::ports::Callback;
@@ -62,23 +65,6 @@ fn ip(s: &str) -> IpAddr {
 
 fn loopback_http_policy() -> NetworkPolicy {
     NetworkPolicy { allow: NetworkPolicy::parse_allow_list("127.0.0.0/8").unwrap(), allow_http_to_allowed_nets: true }
-}
-
-/// A callback receiver on loopback that keeps the bodies it is sent.
-async fn receiver() -> (SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
-    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let bodies = Arc::new(Mutex::new(vec![]));
-    let kept = bodies.clone();
-    let app = axum::Router::new().route(
-        "/hooks",
-        axum::routing::post(move |body: bytes::Bytes| async move {
-            kept.lock().unwrap().push(body.to_vec());
-            "ok"
-        }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, bodies)
 }
 
 #[tokio::test]

@@ -7,10 +7,13 @@
 //! this binary may read at the same time.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod common;
+
+use common::receiver;
 use relay_callback::HttpCallback;
 use relay_core::network::NetworkPolicy;
 use relay_core::ports::Callback;
@@ -31,23 +34,6 @@ async fn proxy() -> (SocketAddr, Arc<AtomicUsize>) {
         }
     });
     (addr, connections)
-}
-
-/// A callback receiver on loopback that keeps the bodies it is sent.
-async fn receiver() -> (SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
-    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let bodies = Arc::new(Mutex::new(vec![]));
-    let kept = bodies.clone();
-    let app = axum::Router::new().route(
-        "/hooks",
-        axum::routing::post(move |body: bytes::Bytes| async move {
-            kept.lock().unwrap().push(body.to_vec());
-            "ok"
-        }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, bodies)
 }
 
 #[test]
