@@ -190,8 +190,10 @@ impl Worker {
         if drained.is_err() {
             tracing::warn!(left = tasks.len(), "shutdown: deliveries still in flight are abandoned; they stay pending");
         }
-        // Each batch is its own transaction: stopping between two loses nothing.
+        // Each batch is its own transaction: stopping between two loses nothing. Awaited, so that
+        // its handle on the store is gone when the worker is (a restart reopens the file).
         purge.abort();
+        let _ = purge.await;
     }
 }
 
