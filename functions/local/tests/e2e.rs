@@ -665,17 +665,8 @@ async fn the_network_policy_is_enforced_again_at_delivery_time() {
     let (status, r) = server.webhook(id_of(&inst), &fixture("job_created.json"), VENDOR_KEY, None).await;
     assert_eq!(status, 200);
     let event_id = r["eventId"].as_str().unwrap();
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let events = server.events(id_of(&inst), "").await;
-        let attempts = events[0]["attempts"].as_array().unwrap().clone();
-        if let Some(a) = attempts.first() {
-            assert!(a["error"].as_str().unwrap().starts_with("blocked"), "{a}");
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no attempt for {event_id}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let a = server.first_attempt(id_of(&inst), event_id, WAIT).await;
+    assert!(a["error"].as_str().unwrap().starts_with("blocked"), "{a}");
     assert!(rx.received().is_empty());
     server.stop().await;
 }
@@ -690,16 +681,8 @@ async fn a_receiver_behind_a_private_ca_is_delivered_to_once_its_root_is_configu
     let inst = server.create_instance(&rx.url(), json!({})).await;
     let (status, r) = server.webhook(id_of(&inst), &fixture("job_created.json"), VENDOR_KEY, None).await;
     assert_eq!(status, 200);
-    let refused = r["eventId"].as_str().unwrap().to_owned();
-    let deadline = std::time::Instant::now() + WAIT;
-    let error = loop {
-        let events = server.events(id_of(&inst), "").await;
-        if let Some(a) = events[0]["attempts"].as_array().unwrap().first() {
-            break a["error"].as_str().unwrap().to_owned();
-        }
-        assert!(std::time::Instant::now() < deadline, "no attempt for {refused}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let refused = r["eventId"].as_str().unwrap();
+    let error = server.first_attempt(id_of(&inst), refused, WAIT).await["error"].as_str().unwrap().to_owned();
     assert!(error.to_lowercase().contains("certificate"), "{error}");
     assert!(rx.received().is_empty());
     server.stop().await;

@@ -259,6 +259,20 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+
+    /// Waits for a notification's first attempt to be logged, and returns it.
+    pub async fn first_attempt(&self, instance_id: i64, event_id: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let events = self.events(instance_id, "?limit=500").await;
+            let event = events.iter().find(|e| e["eventId"] == event_id);
+            if let Some(a) = event.and_then(|e| e["attempts"].as_array()).and_then(|a| a.first()) {
+                return a.clone();
+            }
+            assert!(Instant::now() < deadline, "no attempt for {event_id}: {events:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// Checks both signature schemes of a received notification with the receiver's key.
