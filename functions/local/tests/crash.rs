@@ -13,9 +13,10 @@ use harness::*;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-fn spawn(db: &std::path::Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_greenhouse-relay"))
-        .arg("serve")
+/// `greenhouse-relay serve` on `<db>/relay.db`, quiet.
+fn command(db: &std::path::Path, port: u16) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_greenhouse-relay"));
+    c.arg("serve")
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("DATABASE_PATH", db.join("relay.db"))
         .env("ADMIN_USER_SECRET", USER)
@@ -23,9 +24,12 @@ fn spawn(db: &std::path::Path, port: u16) -> Child {
         .env("DELIVERY_TIME_SCALE", "0.001")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("binary starts")
+        .stderr(Stdio::null());
+    c
+}
+
+fn spawn(db: &std::path::Path, port: u16) -> Child {
+    command(db, port).spawn().expect("binary starts")
 }
 
 async fn wait_ready(http: &reqwest::Client, base: &str) {
@@ -216,17 +220,7 @@ async fn a_second_process_on_the_same_database_is_refused_until_the_first_is_gon
     wait_ready(&http, &format!("http://127.0.0.1:{port}")).await;
 
     let db = dir.path().join("relay.db");
-    let mut second = Command::new(env!("CARGO_BIN_EXE_greenhouse-relay"))
-        .arg("serve")
-        .env("LISTEN_ADDR", format!("127.0.0.1:{other_port}"))
-        .env("DATABASE_PATH", &db)
-        .env("ADMIN_USER_SECRET", USER)
-        .env("ADMIN_ORG_SECRET", ORG)
-        .env("RUST_LOG", "off")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut second = command(dir.path(), other_port).stderr(Stdio::piped()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = second.try_wait().unwrap() {
