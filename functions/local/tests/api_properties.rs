@@ -26,7 +26,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 mod harness;
-use harness::calls::{Call, Known, Logs, call, cases, kind, local_router, send};
+use harness::calls::{Call, Known, Logs, Route, call, cases, kind, local_router, methods_of, send};
 use harness::{ORG, USER};
 
 /// Every row of every table, and the instances as the store serves them from memory.
@@ -109,6 +109,18 @@ impl World {
             "{}",
             context
         );
+        // 405 exactly for the methods a path does not serve, with those it serves in `Allow`.
+        let allow = r.headers().get("allow").and_then(|v| v.to_str().ok());
+        let known_path = !matches!(call.route, Route::Other(_));
+        let served: Vec<String> = methods_of(&call.route).iter().map(ToString::to_string).collect();
+        if status == 405 {
+            let allow: Vec<&str> = allow.unwrap_or_default().split(", ").collect();
+            prop_assert!(!allow.contains(&call.method.as_str()), "Allow names the refused method: {}", context);
+            prop_assert!(!known_path || allow == served, "Allow {:?} is not {:?}: {}", allow, served, context);
+        } else {
+            prop_assert_eq!(allow, None, "{}", context);
+            prop_assert!(!known_path || served.contains(&call.method.to_string()), "not 405: {}", context);
+        }
         let v: Value = serde_json::from_slice(r.body()).map_err(|e| TestCaseError::fail(format!("{e}: {context}")))?;
         if status >= 400 {
             let message = v["message"].as_str().unwrap_or_default();

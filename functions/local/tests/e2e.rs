@@ -384,8 +384,22 @@ async fn bad_input_gets_a_json_error_and_changes_nothing() {
     let (status, v) = server.call("GET", "/nowhere", None, None).await;
     assert_eq!(status, 404);
     assert!(v["message"].is_string());
-    let (status, _) = server.call("GET", &format!("/events/greenhouse/{id}"), None, None).await;
-    assert_eq!(status, 405);
+    // A method a path does not serve: 405, naming those it does in `Allow` (RFC 9110).
+    for (method, path, allow) in [
+        ("GET", format!("/events/greenhouse/{id}"), "POST"),
+        ("DELETE", "/instances".to_owned(), "GET, POST"),
+        ("POST", format!("/instances/{id}"), "GET, PATCH, PUT, DELETE"),
+        ("TRACE", format!("/instances/{id}/events/abc"), "GET"),
+        ("GET", format!("/instances/{id}/events/redeliver"), "POST"),
+    ] {
+        let resp = server.http.request(method.parse().unwrap(), format!("{}{path}", server.base)).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 405, "{method} {path}");
+        assert_eq!(resp.headers().get("allow").and_then(|v| v.to_str().ok()), Some(allow), "{method} {path}");
+        let v: Value = resp.json_body().await;
+        assert!(v["message"].as_str().is_some_and(|m| m.contains(allow)), "{v}");
+    }
+    let (status, _) = server.call("PUT", &format!("/instances/{id}/events/abc/redeliver/x"), None, None).await;
+    assert_eq!(status, 404, "a path no route has is 404 whatever the method");
     server.stop().await;
 }
 

@@ -81,8 +81,9 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     NotFound(String),
-    #[error("method {0} is not allowed here")]
-    MethodNotAllowed(Method),
+    /// A method the path does not serve; the answer's `Allow` lists those it does.
+    #[error("method {} is not allowed here; this path serves {}", .0, .1.join(", "))]
+    MethodNotAllowed(Method, &'static [&'static str]),
     #[error("the body is larger than {MAX_BODY_BYTES} bytes")]
     TooLarge,
     /// A delivery whose notifications would be too many or too big (a fan-out over a big body).
@@ -101,7 +102,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed(..) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge | ApiError::TooMuch(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -112,7 +113,12 @@ impl ApiError {
         if let ApiError::Unavailable = self {
             tracing::error!(request_id, "answered 503: storage unavailable");
         }
-        let r = json_response(self.status(), &json!({"message": self.to_string(), "requestId": request_id}));
+        let mut r = json_response(self.status(), &json!({"message": self.to_string(), "requestId": request_id}));
+        if let ApiError::MethodNotAllowed(_, served) = self
+            && let Ok(v) = header::HeaderValue::from_str(&served.join(", "))
+        {
+            r.headers_mut().insert(header::ALLOW, v);
+        }
         with_request_id(r, request_id)
     }
 }
@@ -236,9 +242,13 @@ impl Api {
             _ => self.public_base_url(req.headers()),
         };
         let ok = |v: Value| Ok(json_response(StatusCode::OK, &v));
+        let no_route = || ApiError::NotFound(format!("no route for {method} {}", req.uri().path()));
+        let served = served_methods(&segs).ok_or_else(no_route)?;
+        if !served.contains(&method.as_str()) {
+            return Err(ApiError::MethodNotAllowed(method.clone(), served));
+        }
         match (segs.as_slice(), &method) {
             (["events", "greenhouse", id], &Method::POST) => self.ingest(parse_id(id)?, &req).await,
-            (["events", "greenhouse", _], m) => Err(ApiError::MethodNotAllowed(m.clone())),
             (["health"], &Method::GET) => ok(json!({"status": "ok"})),
             (["instances"], &Method::POST) => {
                 self.authorize(req.headers(), None).await?;
@@ -250,25 +260,21 @@ impl Api {
                 let q = instance_query(&query())?;
                 self.instances_page(&base(), &q).await
             }
-            (["instances"], m) => Err(ApiError::MethodNotAllowed(m.clone())),
-            (["instances", id], m) => {
+            (["instances", id], &Method::GET) => {
                 let id = parse_id(id)?;
-                match *m {
-                    Method::GET => {
-                        self.authorize(req.headers(), Some(id)).await?;
-                        ok(instance_json(&self.manage().get(id).await?, &base(), None, None))
-                    }
-                    Method::PATCH | Method::PUT => {
-                        self.authorize(req.headers(), None).await?;
-                        ok(instance_json(&self.manage().patch(id, req.body()).await?, &base(), None, None))
-                    }
-                    Method::DELETE => {
-                        self.authorize(req.headers(), None).await?;
-                        self.manage().delete(id).await?;
-                        ok(json!({"id": id, "deleted": true}))
-                    }
-                    _ => Err(ApiError::MethodNotAllowed(m.clone())),
-                }
+                self.authorize(req.headers(), Some(id)).await?;
+                ok(instance_json(&self.manage().get(id).await?, &base(), None, None))
+            }
+            (["instances", id], &Method::PATCH | &Method::PUT) => {
+                let id = parse_id(id)?;
+                self.authorize(req.headers(), None).await?;
+                ok(instance_json(&self.manage().patch(id, req.body()).await?, &base(), None, None))
+            }
+            (["instances", id], &Method::DELETE) => {
+                let id = parse_id(id)?;
+                self.authorize(req.headers(), None).await?;
+                self.manage().delete(id).await?;
+                ok(json!({"id": id, "deleted": true}))
             }
             (["instances", id, "events"], &Method::GET) => {
                 let id = parse_id(id)?;
@@ -282,7 +288,7 @@ impl Api {
                 let done = self.manage().redeliver_many(id, &query()).await?;
                 ok(json!({"redelivered": done.event_ids.len(), "eventIds": done.event_ids, "more": done.more}))
             }
-            (["instances", id, "events", event_id], &Method::GET) if *event_id != "redeliver" => {
+            (["instances", id, "events", event_id], &Method::GET) => {
                 let id = parse_id(id)?;
                 self.authorize(req.headers(), Some(id)).await?;
                 Ok(json_bytes_response(StatusCode::OK, event_json(&self.manage().get_event(id, event_id).await?)))
@@ -293,8 +299,7 @@ impl Api {
                 self.manage().redeliver_one(id, event_id).await?;
                 ok(json!({"eventId": event_id, "status": "pending"}))
             }
-            (["instances", _, "events", ..], m) => Err(ApiError::MethodNotAllowed(m.clone())),
-            _ => Err(ApiError::NotFound(format!("no route for {method} {}", req.uri().path()))),
+            _ => Err(no_route()),
         }
     }
 
@@ -409,6 +414,23 @@ impl Api {
         }
         Ok(r)
     }
+}
+
+/// The methods a path serves, by its shape (`None`: no such path). Any other method gets 405,
+/// with these in `Allow` (RFC 9110 asks for it), before anything else is looked at.
+/// `/instances/{id}/events/redeliver` is the bulk redelivery's (POST), never a notification's.
+fn served_methods(segs: &[&str]) -> Option<&'static [&'static str]> {
+    Some(match segs {
+        ["health"] => &["GET"],
+        ["instances"] => &["GET", "POST"],
+        ["instances", _] => &["GET", "PATCH", "PUT", "DELETE"],
+        ["instances", _, "events"] => &["GET"],
+        ["instances", _, "events", "redeliver"] => &["POST"],
+        ["instances", _, "events", _] => &["GET"],
+        ["instances", _, "events", _, "redeliver"] => &["POST"],
+        ["events", "greenhouse", _] => &["POST"],
+        _ => return None,
+    })
 }
 
 fn parse_id(s: &str) -> Result<i64, ApiError> {
