@@ -69,10 +69,7 @@ pub struct InstanceSpec {
 /// `POST /instances`. A missing vendor signature key is generated and returned as `Some`.
 pub fn parse_create(body: &[u8]) -> Result<(InstanceSpec, Option<String>), ConfigError> {
     let doc = parse_object(body)?;
-    let element_key = doc.get("element").and_then(|e| e.get("key")).and_then(Value::as_str);
-    if element_key != Some(ELEMENT_KEY) {
-        return Err(invalid("element.key", format!("must be \"{ELEMENT_KEY}\"")));
-    }
+    check_element(&doc)?;
     let name = match doc.get("name") {
         Some(v) => parse_name(v)?,
         None => return Err(invalid("name", "is required")),
@@ -99,10 +96,9 @@ pub fn parse_create(body: &[u8]) -> Result<(InstanceSpec, Option<String>), Confi
 /// is removed), validated as a whole after the merge.
 pub fn apply_patch(current: &InstanceSpec, body: &[u8]) -> Result<InstanceSpec, ConfigError> {
     let doc = parse_object(body)?;
-    if let Some(key) = doc.get("element").and_then(|e| e.get("key"))
-        && key.as_str() != Some(ELEMENT_KEY)
-    {
-        return Err(invalid("element.key", format!("must be \"{ELEMENT_KEY}\"")));
+    // Optional here, but when given it is checked as at creation (`{}` or `"x"` is no element).
+    if doc.contains_key("element") {
+        check_element(&doc)?;
     }
     let name = doc.get("name").map(parse_name).transpose()?.unwrap_or_else(|| current.name.clone());
     let tags = doc.get("tags").map(parse_tags).transpose()?.unwrap_or_else(|| current.tags.clone());
@@ -141,9 +137,18 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ConfigError> {
     }
 }
 
+/// `element` must be `{"key": "greenhouse", ...}`.
+fn check_element(doc: &Map<String, Value>) -> Result<(), ConfigError> {
+    match doc.get("element").and_then(|e| e.get("key")).and_then(Value::as_str) {
+        Some(ELEMENT_KEY) => Ok(()),
+        _ => Err(invalid("element.key", format!("must be \"{ELEMENT_KEY}\""))),
+    }
+}
+
+/// Not blank, and at most `MAX_NAME_CHARS` as sent (it is kept trimmed).
 fn parse_name(v: &Value) -> Result<String, ConfigError> {
-    match v.as_str().map(str::trim) {
-        Some(n) if !n.is_empty() && n.chars().count() <= MAX_NAME_CHARS => Ok(n.to_owned()),
+    match v.as_str() {
+        Some(n) if !n.trim().is_empty() && n.chars().count() <= MAX_NAME_CHARS => Ok(n.trim().to_owned()),
         _ => Err(invalid("name", format!("must be a non-empty string of at most {MAX_NAME_CHARS} characters"))),
     }
 }
@@ -398,6 +403,28 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.field, "configuration.event.notification.callback.url");
+        // `element` may be left out of a patch; given, it is held to the creation's rule.
+        assert!(apply_patch(&spec, br#"{"element":{"key":"greenhouse","id":7}}"#).is_ok());
+        for element in [r#"{}"#, r#"{"key":"bamboohr"}"#, r#"{"key":null}"#, r#""greenhouse""#, "null", "[]"] {
+            let err = apply_patch(&spec, format!(r#"{{"element":{element},"name":"x"}}"#).as_bytes()).unwrap_err();
+            assert_eq!(err.field, "element.key", "{element}");
+        }
+    }
+
+    #[test]
+    fn a_name_is_not_blank_and_at_most_256_characters_as_sent() {
+        let named = |name: &str| {
+            parse_create(
+                &serde_json::to_vec(&json!({"element": {"key": "greenhouse"}, "name": name, "configuration": {}}))
+                    .unwrap(),
+            )
+        };
+        assert_eq!(named("  acme  ").unwrap().0.name, "acme");
+        assert_eq!(named(&"é".repeat(MAX_NAME_CHARS)).unwrap().0.name.chars().count(), MAX_NAME_CHARS);
+        for bad in [String::new(), " \t\n".to_owned(), "n".repeat(MAX_NAME_CHARS + 1), format!(" {} ", "n".repeat(255))]
+        {
+            assert_eq!(named(&bad).unwrap_err().field, "name", "{bad:?}");
+        }
     }
 
     #[test]
