@@ -8,7 +8,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 VENV := .venv-tools
 SAM_VENV := .venv-sam
 
-.PHONY: help run test test-rust test-infra validate validate-sam build deploy invoke coldstart conformance parity-aws bench-core bench-store bench-local fuzz tools-wrk fmt lint
+.PHONY: help run test test-rust test-infra api-fuzz validate validate-sam build deploy invoke coldstart conformance parity-aws bench-core bench-store bench-local fuzz tools-wrk fmt lint
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -16,7 +16,7 @@ help: ## List the targets
 run: ## Build (release) and start the local mode on 127.0.0.1:3000 (see README for settings)
 	@scripts/run-local.sh
 
-test: test-rust test-infra conformance parity-aws ## Every test: unit, property, end-to-end, crash, template, conformance (local and AWS)
+test: test-rust test-infra conformance api-fuzz parity-aws ## Every test: unit, property, end-to-end, crash, template, conformance (local and AWS), API fuzzing
 
 test-rust: $(VENV)/.installed ## cargo tests of the whole workspace (AWS ones against moto server)
 	scripts/with-moto.sh $(CARGO) test --workspace --locked
@@ -32,6 +32,15 @@ $(VENV)/.installed:
 conformance: ## The contract's black-box check against a freshly started local mode
 	$(CARGO) build --locked -p greenhouse-relay
 	scripts/conformance.sh $(TARGET_DIR)/debug/greenhouse-relay
+
+api-fuzz: $(VENV)/.schemathesis ## schemathesis: generated requests against a fresh local mode, checked against docs/openapi.yaml
+	$(CARGO) build --locked -p greenhouse-relay
+	scripts/api-fuzz.sh $(TARGET_DIR)/debug/greenhouse-relay
+
+$(VENV)/.schemathesis: $(VENV)/.installed
+	@echo "installing schemathesis into $(VENV) (pip, about half a minute)"
+	$(VENV)/bin/pip install -q 'schemathesis==4.32.5'
+	touch $@
 
 test-infra: validate ## cfn-lint and the template's property tests
 	$(VENV)/bin/python infra/test_template.py
@@ -66,7 +75,7 @@ coldstart: ## Cold start of the ingest binary vs a hello-world lambda_runtime bi
 	scripts/coldstart.py -n 40 -b 2 $(TARGET_DIR)/release/examples/hello_lambda \
 		$(TARGET_DIR)/release/examples/hello_lambda_single_thread $(TARGET_DIR)/release/ingest $(TARGET_DIR)/release/delivery
 
-parity-aws: $(VENV)/.installed ## The conformance tool against the Lambdas (cargo lambda watch) on moto
+parity-aws: $(VENV)/.schemathesis ## The conformance tool against the Lambdas (cargo lambda watch) on moto
 	scripts/with-moto.sh scripts/lambda-parity.sh
 
 bench-core: ## criterion: ingest core vs naive parse and floor (prints the ratios)
