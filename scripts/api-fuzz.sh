@@ -8,11 +8,13 @@
 # (per operation) change it.
 # Left out: positive_data_acceptance, because which valid-looking instances are refused depends
 # on rules a schema cannot state (a callback URL is required when events are enabled; the network
-# policy); object_level_authorization, which needs two tokens. The ingest is exercised unsigned
-# (401s): its signed paths are the property tests' (functions/local/tests/api_properties.rs).
+# policy); object_level_authorization, which needs two tokens. Webhooks to the instances the run
+# created are signed by scripts/schemathesis_hooks.py (see there).
 # Usage: scripts/api-fuzz.sh <greenhouse-relay binary>   (starts a fresh local mode, then stops it)
 #        scripts/api-fuzz.sh --url <base URL> <admin Authorization value>   (a running service)
-# With SCHEMATHESIS_HOOKS=<module>, the module (on PYTHONPATH) adjusts requests (lambda-parity.sh).
+# API_FUZZ_EMULATOR=1: the service runs under `cargo lambda watch` (see the hooks).
+# API_FUZZ_HAR=<file>: every request and answer of the run, as a HAR file. API_FUZZ_KEY: the
+# Greenhouse key of that instance (default: random), for a caller that checks logs for it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 if [ "${1:-}" = --url ]; then
@@ -23,12 +25,20 @@ else
   start_local "${1:?binary}"
   base=http://127.0.0.1:$port; auth="User $user, Organization $org"; examples=${API_FUZZ_EXAMPLES:-30}
 fi
+# The instance signed webhooks go to (see scripts/schemathesis_hooks.py).
+key=${API_FUZZ_KEY:-$(head -c 24 /dev/urandom | base64 | tr -d '/+=')}
+created=$(curl -fsS "$base/instances" -H "Authorization: $auth" -H 'Content-Type: application/json' -d '{
+  "element": {"key": "greenhouse"}, "name": "api-fuzz",
+  "configuration": {"event.notification.callback.url": "http://127.0.0.1:9/hooks", "event.vendor.signature.key": "'"$key"'"}}')
+export API_FUZZ_INSTANCE=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])' <<< "$created")
+export API_FUZZ_KEY=$key
 cd "$work"   # hypothesis keeps its example database in the working directory
-if ! "$here/.venv-tools/bin/schemathesis" run "$here/docs/openapi.yaml" --url "$base" -H "Authorization: $auth" \
+if ! PYTHONPATH="$here/scripts" SCHEMATHESIS_HOOKS=schemathesis_hooks "$here/.venv-tools/bin/schemathesis" run "$here/docs/openapi.yaml" --url "$base" -H "Authorization: $auth" \
     --checks all --exclude-checks positive_data_acceptance,object_level_authorization \
-    --seed "${API_FUZZ_SEED:-1}" --max-examples "$examples" --workers 1 --request-timeout 20 --warnings off; then
+    --seed "${API_FUZZ_SEED:-1}" --max-examples "$examples" --workers 1 --request-timeout 20 --warnings off \
+    ${API_FUZZ_HAR:+--report har --report-har-path "$API_FUZZ_HAR"}; then
   [ -n "${log:-}" ] && { echo "--- server log (last 40 lines)"; tail -40 "$log"; }
   exit 1
 fi
-[ -n "${log:-}" ] && no_secret_in_log "whsec_"
+[ -n "${log:-}" ] && no_secret_in_log "whsec_|$key"
 exit 0

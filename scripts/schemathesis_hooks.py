@@ -1,0 +1,118 @@
+"""schemathesis hooks for scripts/api-fuzz.sh (SCHEMATHESIS_HOOKS=schemathesis_hooks).
+
+Signing: schemathesis cannot know an instance's Greenhouse secret key, and the instances it
+creates rarely have events enabled (that takes a callback URL the policy accepts), so every
+webhook it sent was a 404 or a 401. api-fuzz.sh creates one instance with events enabled before
+the run and names it in API_FUZZ_INSTANCE, with its key in API_FUZZ_KEY. A generated webhook
+whose instance id is a positive even number goes to that instance instead (odd ones keep testing
+unknown instances), and these hooks learn the keys of the instances the run creates too (the
+creation's `webhookSecret`, or the `event.vendor.signature.key` a creation or a change sent).
+A webhook to an instance whose key is known is signed over the exact bytes sent, whenever its
+generated headers are valid (a well-formed `Signature`, nothing schemathesis means as invalid),
+so the verified paths (200, duplicate, 400 on a body that is not a webhook) are held to the
+description too. A missing or malformed `Signature`, which schemathesis generates to test the
+refusal, is left as generated. A generated change or deletion of that instance (small ids are
+common guesses) goes to an id no instance has, so that the instance stays usable to the end.
+
+API_FUZZ_EMULATOR=1 (the run against `cargo lambda watch`): the emulator answers 500 itself,
+without invoking the function, to a body that is not UTF-8 but is labelled as JSON (it hands
+JSON bodies to the function as text). API Gateway base64-encodes such a body instead, and the
+function decodes it (shared/aws/tests/http_events.rs covers that). So such a body goes as
+application/octet-stream, which the emulator base64-encodes as API Gateway would: the function
+gets the same bytes to refuse.
+"""
+
+import hashlib
+import hmac
+import json
+import os
+import re
+
+import schemathesis
+from schemathesis.core.parameters import ParameterLocation
+
+KEYS: dict[str, list[str]] = {}
+FIXED = os.environ.get("API_FUZZ_INSTANCE")
+if FIXED and os.environ.get("API_FUZZ_KEY"):
+    KEYS[FIXED] = [os.environ["API_FUZZ_KEY"]]
+WELL_FORMED = re.compile(r"^sha256 [0-9a-fA-F]{64}$")
+MASK = "********"
+
+
+def _keys_of(value):
+    if isinstance(value, str) and value and value != MASK:
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(k, str) and k and k != MASK for k in value):
+        return value
+    return None
+
+
+def _json(data):
+    try:
+        return json.loads(data)
+    except (TypeError, ValueError):
+        return None
+
+
+@schemathesis.hook
+def after_call(ctx, case, response):
+    if response.status_code != 200 or case.operation.path not in ("/instances", "/instances/{id}"):
+        return
+    if case.method.upper() not in ("POST", "PATCH", "PUT"):
+        return
+    answer = _json(response.content)
+    sent = _json(response.request.body)
+    if not isinstance(answer, dict) or "id" not in answer:
+        return
+    conf = sent.get("configuration") if isinstance(sent, dict) else None
+    given = _keys_of(conf.get("event.vendor.signature.key")) if isinstance(conf, dict) else None
+    keys = [answer["webhookSecret"]] if isinstance(answer.get("webhookSecret"), str) else given
+    if keys:
+        KEYS[str(answer["id"])] = keys
+
+
+def _is_utf8(body) -> bool:
+    try:
+        if isinstance(body, str):
+            body.encode("utf-8")
+        elif isinstance(body, (bytes, bytearray)):
+            bytes(body).decode("utf-8")
+    except UnicodeError:
+        return False
+    return True
+
+
+@schemathesis.hook
+def before_call(ctx, case, kwargs):
+    if os.environ.get("API_FUZZ_EMULATOR") == "1" and not _is_utf8(case.body):
+        case.media_type = "application/octet-stream"
+        for name in [n for n in (case.headers or {}) if n.lower() == "content-type"]:
+            del case.headers[name]
+    target = (case.path_parameters or {}).get("id")
+    if case.operation.path == "/instances/{id}" and case.method.upper() != "GET" and FIXED and str(target) == FIXED:
+        case.path_parameters["id"] = 999_999_999
+    # A case meant as invalid anywhere but in its body stays as generated: signing it or moving it
+    # to the instance would make it valid, and its refusal is what it tests.
+    meta = getattr(case, "_meta", None)
+    if case.operation.path != "/events/greenhouse/{id}" or (
+        meta is not None
+        and any(info.mode.is_negative for loc, info in meta.components.items() if loc != ParameterLocation.BODY)
+    ):
+        return
+    if FIXED and isinstance(target, int) and not isinstance(target, bool) and target > 0 and target % 2 == 0:
+        case.path_parameters["id"] = target = int(FIXED)
+    keys = KEYS.get(str(target))
+    signature = next((v for k, v in (case.headers or {}).items() if k.lower() == "signature"), None)
+    if not keys or not isinstance(signature, str) or not WELL_FORMED.match(signature):
+        return
+    # The bytes are made here and handed to the transport as they are (the body the case holds
+    # stays the generated value, which schemathesis judges the answer by).
+    body = case.body
+    if isinstance(body, str):
+        body = body.encode("utf-8", "surrogatepass")
+    elif not isinstance(body, (bytes, bytearray)):
+        body = json.dumps(body).encode()
+    kwargs["data"] = bytes(body)
+    for name in [n for n in case.headers if n.lower() == "signature"]:
+        del case.headers[name]
+    case.headers["Signature"] = "sha256 " + hmac.new(keys[-1].encode(), bytes(body), hashlib.sha256).hexdigest()
