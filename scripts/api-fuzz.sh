@@ -8,8 +8,8 @@
 # (per operation) change it.
 # Left out: positive_data_acceptance, because which valid-looking instances are refused depends
 # on rules a schema cannot state (a callback URL is required when events are enabled; the network
-# policy); object_level_authorization, which needs two tokens. Webhooks to the instances the run
-# created are signed by scripts/schemathesis_hooks.py (see there).
+# policy); object_level_authorization, which needs two tokens. Webhooks are signed by
+# scripts/schemathesis_hooks.py, for the instance made below and those the run makes (see there).
 # Usage: scripts/api-fuzz.sh <greenhouse-relay binary>   (starts a fresh local mode, then stops it)
 #        scripts/api-fuzz.sh --url <base URL> <admin Authorization value>   (a running service)
 # API_FUZZ_EMULATOR=1: the service runs under `cargo lambda watch` (see the hooks).
