@@ -31,7 +31,7 @@ created=$(curl -fsS "$base/instances" -H "Authorization: $auth" -H 'Content-Type
   "element": {"key": "greenhouse"}, "name": "api-fuzz",
   "configuration": {"event.notification.callback.url": "http://127.0.0.1:9/hooks", "event.vendor.signature.key": "'"$key"'"}}')
 export API_FUZZ_INSTANCE=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])' <<< "$created")
-export API_FUZZ_KEY=$key
+export API_FUZZ_KEY=$key API_FUZZ_AUTH=$auth
 cd "$work"   # hypothesis keeps its example database in the working directory
 if ! PYTHONPATH="$here/scripts" SCHEMATHESIS_HOOKS=schemathesis_hooks "$here/.venv-tools/bin/schemathesis" run "$here/docs/openapi.yaml" --url "$base" -H "Authorization: $auth" \
     --checks all --exclude-checks positive_data_acceptance,object_level_authorization \

@@ -5,14 +5,15 @@ creates rarely have events enabled (that takes a callback URL the policy accepts
 webhook it sent was a 404 or a 401. api-fuzz.sh creates one instance with events enabled before
 the run and names it in API_FUZZ_INSTANCE, with its key in API_FUZZ_KEY. A generated webhook
 whose instance id is a positive even number goes to that instance instead (odd ones keep testing
-unknown instances), and these hooks learn the keys of the instances the run creates too (the
-creation's `webhookSecret`, or the `event.vendor.signature.key` a creation or a change sent).
+unknown instances); when a generated request deletes or changes it (small ids are common
+guesses), the hooks make a new one like it and use that from then on. They learn the keys of
+the instances the run creates too (the creation's `webhookSecret`, or the
+`event.vendor.signature.key` a creation or a change sent).
 A webhook to an instance whose key is known is signed over the exact bytes sent, whenever its
 generated headers are valid (a well-formed `Signature`, nothing schemathesis means as invalid),
 so the verified paths (200, duplicate, 400 on a body that is not a webhook) are held to the
 description too. A missing or malformed `Signature`, which schemathesis generates to test the
-refusal, is left as generated. A generated change or deletion of that instance (small ids are
-common guesses) goes to an id no instance has, so that the instance stays usable to the end.
+refusal, is left as generated.
 
 API_FUZZ_EMULATOR=1 (the run against `cargo lambda watch`): the emulator answers 500 itself,
 without invoking the function, to a body that is not UTF-8 but is labelled as JSON (it hands
@@ -28,6 +29,7 @@ import json
 import os
 import re
 
+import requests
 import schemathesis
 from schemathesis.core.parameters import ParameterLocation
 
@@ -35,6 +37,21 @@ KEYS: dict[str, list[str]] = {}
 FIXED = os.environ.get("API_FUZZ_INSTANCE")
 if FIXED and os.environ.get("API_FUZZ_KEY"):
     KEYS[FIXED] = [os.environ["API_FUZZ_KEY"]]
+
+
+def _renew_fixed(base_url):
+    """Makes the instance signed webhooks go to again (the run deleted or changed it)."""
+    global FIXED
+    key = os.environ["API_FUZZ_KEY"]
+    body = {
+        "element": {"key": "greenhouse"},
+        "name": "api-fuzz",
+        "configuration": {"event.notification.callback.url": "http://127.0.0.1:9/hooks", "event.vendor.signature.key": key},
+    }
+    answer = requests.post(f"{base_url}/instances", json=body, headers={"Authorization": os.environ["API_FUZZ_AUTH"]}, timeout=20)
+    answer.raise_for_status()
+    FIXED = str(answer.json()["id"])
+    KEYS[FIXED] = [key]
 WELL_FORMED = re.compile(r"^sha256 [0-9a-fA-F]{64}$")
 MASK = "********"
 
@@ -56,6 +73,11 @@ def _json(data):
 
 @schemathesis.hook
 def after_call(ctx, case, response):
+    target = str((case.path_parameters or {}).get("id"))
+    if FIXED and target == FIXED and case.operation.path == "/instances/{id}" and case.method.upper() != "GET":
+        if response.status_code == 200:
+            _renew_fixed(response.request.url.rsplit("/instances/", 1)[0])
+        return
     if response.status_code != 200 or case.operation.path not in ("/instances", "/instances/{id}"):
         return
     if case.method.upper() not in ("POST", "PATCH", "PUT"):
@@ -89,8 +111,6 @@ def before_call(ctx, case, kwargs):
         for name in [n for n in (case.headers or {}) if n.lower() == "content-type"]:
             del case.headers[name]
     target = (case.path_parameters or {}).get("id")
-    if case.operation.path == "/instances/{id}" and case.method.upper() != "GET" and FIXED and str(target) == FIXED:
-        case.path_parameters["id"] = 999_999_999
     # A case meant as invalid anywhere but in its body stays as generated: signing it or moving it
     # to the instance would make it valid, and its refusal is what it tests.
     meta = getattr(case, "_meta", None)
