@@ -9,7 +9,7 @@
 # Left out: positive_data_acceptance, because which valid-looking instances are refused depends
 # on rules a schema cannot state (a callback URL is required when events are enabled; the network
 # policy); object_level_authorization, which needs two tokens. Webhooks are signed by
-# scripts/schemathesis_hooks.py, for the instance made below and those the run makes (see there).
+# scripts/schemathesis_hooks.py, for an instance they make first and those the run makes.
 # Usage: scripts/api-fuzz.sh <greenhouse-relay binary>   (starts a fresh local mode, then stops it)
 #        scripts/api-fuzz.sh --url <base URL> <admin Authorization value>   (a running service)
 # API_FUZZ_EMULATOR=1: the service runs under `cargo lambda watch` (see the hooks).
@@ -25,13 +25,9 @@ else
   start_local "${1:?binary}"
   base=http://127.0.0.1:$port; auth="User $user, Organization $org"; examples=${API_FUZZ_EXAMPLES:-30}
 fi
-# The instance signed webhooks go to (see scripts/schemathesis_hooks.py).
+# Where the hooks make the instance signed webhooks go to, and its key.
 key=${API_FUZZ_KEY:-$(head -c 24 /dev/urandom | base64 | tr -d '/+=')}
-created=$(curl -fsS "$base/instances" -H "Authorization: $auth" -H 'Content-Type: application/json' -d '{
-  "element": {"key": "greenhouse"}, "name": "api-fuzz",
-  "configuration": {"event.notification.callback.url": "http://127.0.0.1:9/hooks", "event.vendor.signature.key": "'"$key"'"}}')
-export API_FUZZ_INSTANCE=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])' <<< "$created")
-export API_FUZZ_KEY=$key API_FUZZ_AUTH=$auth
+export API_FUZZ_BASE=$base API_FUZZ_AUTH=$auth API_FUZZ_KEY=$key
 cd "$work"   # hypothesis keeps its example database in the working directory
 if ! PYTHONPATH="$here/scripts" SCHEMATHESIS_HOOKS=schemathesis_hooks "$here/.venv-tools/bin/schemathesis" run "$here/docs/openapi.yaml" --url "$base" -H "Authorization: $auth" \
     --checks all --exclude-checks positive_data_acceptance,object_level_authorization \

@@ -2,8 +2,9 @@
 
 Signing: schemathesis cannot know an instance's Greenhouse secret key, and the instances it
 creates rarely have events enabled (that takes a callback URL the policy accepts), so every
-webhook it sent was a 404 or a 401. api-fuzz.sh creates one instance with events enabled before
-the run and names it in API_FUZZ_INSTANCE, with its key in API_FUZZ_KEY. A generated webhook
+webhook it sent was a 404 or a 401. These hooks create one instance with events enabled before
+the run (API_FUZZ_BASE and API_FUZZ_AUTH say where and as whom; its key is API_FUZZ_KEY) and
+sends signed webhooks there. A generated webhook
 whose instance id is a positive even number goes to that instance instead (odd ones keep testing
 unknown instances); when a generated request deletes or changes it (small ids are common
 guesses), the hooks make a new one like it and use that from then on. They learn the keys of
@@ -33,14 +34,14 @@ import requests
 import schemathesis
 from schemathesis.core.parameters import ParameterLocation
 
+WELL_FORMED = re.compile(r"^sha256 [0-9a-fA-F]{64}$")
+MASK = "********"
 KEYS: dict[str, list[str]] = {}
-FIXED = os.environ.get("API_FUZZ_INSTANCE")
-if FIXED and os.environ.get("API_FUZZ_KEY"):
-    KEYS[FIXED] = [os.environ["API_FUZZ_KEY"]]
+FIXED = None
 
 
 def _renew_fixed(base_url):
-    """Makes the instance signed webhooks go to again (the run deleted or changed it)."""
+    """Makes the instance signed webhooks go to (again, when the run deleted or changed it)."""
     global FIXED
     key = os.environ["API_FUZZ_KEY"]
     body = {
@@ -52,8 +53,10 @@ def _renew_fixed(base_url):
     answer.raise_for_status()
     FIXED = str(answer.json()["id"])
     KEYS[FIXED] = [key]
-WELL_FORMED = re.compile(r"^sha256 [0-9a-fA-F]{64}$")
-MASK = "********"
+
+
+if os.environ.get("API_FUZZ_BASE"):
+    _renew_fixed(os.environ["API_FUZZ_BASE"])
 
 
 def _keys_of(value):
