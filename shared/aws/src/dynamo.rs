@@ -1190,6 +1190,11 @@ mod tests {
         assert_eq!(wait(0, 0), None);
         let delivered = RowState { status: EventStatus::Delivered, ..due.clone() };
         assert_eq!(delivered.wait_for(1, 0, 60_000), None);
+        // With the delivery function's slack, a second copy of a message back 1.5 s before the
+        // first retry is due waits for it; one back within the clocks' slack goes now.
+        let slack = crate::lambda::EARLY_SLACK_MS;
+        assert_eq!(due.wait_for(1, 100_000_000 - 1_500, slack), Some(Duration::from_millis(1_500)));
+        assert_eq!(due.wait_for(1, 100_000_000 - slack, slack), None);
     }
 
     fn log(series: u32, attempt: u32, at_ms: i64) -> AttemptLog {

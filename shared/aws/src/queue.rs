@@ -102,6 +102,12 @@ fn batch_sizes(sizes: &[usize]) -> Vec<usize> {
     out
 }
 
+/// SQS's visibility for a delay: whole seconds, rounded up (a message must not come back before
+/// its attempt is due), at most 12 h.
+fn visibility_secs(delay: Duration) -> i32 {
+    delay.min(MAX_VISIBILITY).as_millis().div_ceil(1000) as i32
+}
+
 #[derive(Clone)]
 pub struct Queue {
     sqs: Sqs,
@@ -155,7 +161,7 @@ impl Queue {
 
     /// Makes a received message visible again after `delay` (capped at 12 h).
     pub async fn retry_after(&self, receipt_handle: &str, delay: Duration) -> Result<(), StoreError> {
-        let secs = delay.min(MAX_VISIBILITY).as_secs() as i32;
+        let secs = visibility_secs(delay);
         self.sqs
             .change_message_visibility()
             .queue_url(&self.url)
@@ -183,6 +189,18 @@ mod tests {
         assert_eq!(batch_sizes(&[128 * kib, 128 * kib, 1]), vec![2, 1]);
         // A message over the limit goes alone (SQS refuses it with its own reason).
         assert_eq!(batch_sizes(&[1, 300 * kib, 1]), vec![1, 1, 1]);
+    }
+
+    #[test]
+    fn a_delay_becomes_whole_seconds_rounded_up_and_at_most_12_hours() {
+        let ms = Duration::from_millis;
+        assert_eq!(visibility_secs(ms(0)), 0);
+        assert_eq!(visibility_secs(ms(1)), 1);
+        assert_eq!(visibility_secs(ms(4_000)), 4);
+        assert_eq!(visibility_secs(ms(4_001)), 5);
+        assert_eq!(visibility_secs(ms(5_999)), 6);
+        assert_eq!(visibility_secs(Duration::from_secs(12 * 3600)), 43_200);
+        assert_eq!(visibility_secs(Duration::from_secs(30 * 3600)), 43_200);
     }
 
     #[test]

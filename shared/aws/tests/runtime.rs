@@ -175,6 +175,8 @@ async fn attempts_are_numbered_from_the_table_not_from_sqs_receives() {
     let first = aws.receive_event().await;
     for (receives, status) in [("9", 500), ("12", 503)] {
         // SQS's count says 8 or more receives: by it, this would be the schedule's last attempt.
+        // (Its retry delay is over: a message back before its attempt is due waits for it.)
+        age_pending(&aws, &event_id).await;
         let mut event = first.clone();
         event.records[0].attributes.insert("ApproximateReceiveCount".into(), receives.into());
         let response = delivery(&aws).handle_batch(event).await;
@@ -712,6 +714,7 @@ async fn a_delivered_notification_expires_after_the_retention_and_a_redelivered_
     assert_eq!(delivery(&aws).handle_batch(event).await.batch_item_failures.len(), 1);
     assert!(expiries(&aws, &event_id).await.values().all(Option::is_none), "nothing expires before delivery");
     event = again;
+    age_pending(&aws, &event_id).await;
     assert!(delivery(&aws).handle_batch(event).await.batch_item_failures.is_empty());
     let items = expiries(&aws, &event_id).await;
     let sks: Vec<&str> = items.keys().map(String::as_str).collect();
@@ -790,6 +793,7 @@ async fn each_batch_reports_its_outcomes_as_cloudwatch_metrics() {
     };
     let last = record_of("pending").unwrap().clone();
     set_attempts(&aws, id_of("pending"), 7).await;
+    age_pending(&aws, id_of("pending")).await;
     // And the delivered one's message, as SQS hands it again when it could not be deleted.
     let again = record_of("delivered").unwrap().clone();
     rx.script.lock().unwrap().push(500);
