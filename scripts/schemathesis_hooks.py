@@ -96,6 +96,11 @@ def after_call(ctx, case, response):
         KEYS[str(answer["id"])] = keys
 
 
+def _drop_header(case, name):
+    for key in [k for k in (case.headers or {}) if k.lower() == name]:
+        del case.headers[key]
+
+
 def _is_utf8(body) -> bool:
     try:
         if isinstance(body, str):
@@ -111,8 +116,7 @@ def _is_utf8(body) -> bool:
 def before_call(ctx, case, kwargs):
     if os.environ.get("API_FUZZ_EMULATOR") == "1" and not _is_utf8(case.body):
         case.media_type = "application/octet-stream"
-        for name in [n for n in (case.headers or {}) if n.lower() == "content-type"]:
-            del case.headers[name]
+        _drop_header(case, "content-type")
     target = (case.path_parameters or {}).get("id")
     # A case meant as invalid anywhere but in its body stays as generated: signing it or moving it
     # to the instance would make it valid, and its refusal is what it tests.
@@ -136,6 +140,5 @@ def before_call(ctx, case, kwargs):
     elif not isinstance(body, (bytes, bytearray)):
         body = json.dumps(body).encode()
     kwargs["data"] = bytes(body)
-    for name in [n for n in case.headers if n.lower() == "signature"]:
-        del case.headers[name]
+    _drop_header(case, "signature")
     case.headers["Signature"] = "sha256 " + hmac.new(keys[-1].encode(), bytes(body), hashlib.sha256).hexdigest()
