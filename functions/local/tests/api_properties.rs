@@ -7,7 +7,8 @@
 //! After every response:
 //! - the status is one the contract names, the body is JSON, and `x-request-id` is the request's;
 //! - an error body is `{"message": <a sentence>, "requestId": <the id>}`;
-//! - a refused request, or any GET, left the store exactly as it was (every row of every table,
+//! - a HEAD gets the answer of the same GET, without its content;
+//! - a refused request, or any GET or HEAD, left the store exactly as it was (every row of every table,
 //!   and the instances the store serves from memory);
 //! - no secret (admin secrets, Greenhouse keys, signature keys, instance tokens) appears in the
 //!   response, except the token and generated secret a creation returns, once;
@@ -15,7 +16,8 @@
 
 use std::path::Path;
 
-use http::Method;
+use bytes::Bytes;
+use http::{Method, Response};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use relay_core::api::Api;
@@ -96,7 +98,10 @@ impl World {
         let uri = req.uri().to_string();
         self.logs.take();
         let before = snapshot(&self.db, &self.store, rt);
-        let r = send(rt, &self.api, &mut self.serial, req);
+        let mut r = send(rt, &self.api, &mut self.serial, req);
+        if call.method == Method::HEAD {
+            r = self.same_as_get(rt, call, r)?;
+        }
         let request_id = format!("req-{}", self.serial);
         let status = r.status().as_u16();
         let context = format!("{} {uri} -> {status}: {}", call.method, String::from_utf8_lossy(r.body()));
@@ -149,7 +154,7 @@ impl World {
             .map_err(|e| TestCaseError::fail(format!("{context}: {e}")))?;
 
         let after = snapshot(&self.db, &self.store, rt);
-        if status >= 400 || call.method == Method::GET {
+        if status >= 400 || matches!(call.method, Method::GET | Method::HEAD) {
             prop_assert!(before == after, "{context}: the store changed:\n{}", diff(&before, &after));
         }
         // A duplicate delivery queues nothing new.
@@ -159,6 +164,46 @@ impl World {
         }
         self.known.observe(call, status, &v);
         Ok(Some((status, duplicate)))
+    }
+
+    /// A HEAD is answered as the same GET, without content: the same status and headers (but
+    /// the request id), and a `content-length` that is the GET's. Sends that GET and answers
+    /// its response, for the properties every answer has.
+    fn same_as_get(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        call: &Call,
+        head: Response<Bytes>,
+    ) -> Result<Response<Bytes>, TestCaseError> {
+        let head_id = format!("req-{}", self.serial);
+        let get = Call { method: Method::GET, ..call.clone() };
+        let Some(req) = self.known.request(&get) else { return Err(TestCaseError::fail("no GET for a HEAD")) };
+        let r = send(rt, &self.api, &mut self.serial, req);
+        let context = format!("HEAD {:?} -> {} (GET -> {})", call.route, head.status(), r.status());
+        prop_assert!(head.body().is_empty(), "content in the answer to a HEAD: {}", context);
+        prop_assert_eq!(head.status(), r.status(), "{}", context);
+        let header =
+            |r: &Response<Bytes>, name: &str| r.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        prop_assert_eq!(header(&head, "x-request-id"), Some(head_id), "{}", context);
+        let others = |r: &Response<Bytes>| {
+            let mut h: Vec<(String, Vec<u8>)> = r
+                .headers()
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "x-request-id" | "content-length"))
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect();
+            h.sort();
+            h
+        };
+        prop_assert_eq!(others(&head), others(&r), "{}", context);
+        // An error's content holds the request id and the method, so only a 200's length is the
+        // GET's to the byte.
+        let length = header(&head, "content-length").and_then(|l| l.parse::<usize>().ok());
+        prop_assert!(length.is_some_and(|l| l > 0), "no content-length: {}", context);
+        if r.status() == 200 {
+            prop_assert_eq!(length, Some(r.body().len()), "{}", context);
+        }
+        Ok(r)
     }
 }
 

@@ -387,14 +387,19 @@ async fn bad_input_gets_a_json_error_and_changes_nothing() {
     // A method a path does not serve: 405, naming those it does in `Allow` (RFC 9110).
     for (method, path, allow) in [
         ("GET", format!("/events/greenhouse/{id}"), "POST"),
-        ("DELETE", "/instances".to_owned(), "GET, POST"),
-        ("POST", format!("/instances/{id}"), "GET, PATCH, PUT, DELETE"),
-        ("TRACE", format!("/instances/{id}/events/abc"), "GET"),
+        ("DELETE", "/instances".to_owned(), "GET, HEAD, POST"),
+        ("POST", format!("/instances/{id}"), "GET, HEAD, PATCH, PUT, DELETE"),
+        ("TRACE", format!("/instances/{id}/events/abc"), "GET, HEAD"),
         ("GET", format!("/instances/{id}/events/redeliver"), "POST"),
+        ("HEAD", format!("/events/greenhouse/{id}"), "POST"),
     ] {
         let resp = server.http.request(method.parse().unwrap(), format!("{}{path}", server.base)).send().await.unwrap();
         assert_eq!(resp.status().as_u16(), 405, "{method} {path}");
         assert_eq!(resp.headers().get("allow").and_then(|v| v.to_str().ok()), Some(allow), "{method} {path}");
+        if method == "HEAD" {
+            assert_eq!(resp.bytes().await.unwrap().len(), 0, "content in the answer to a HEAD");
+            continue;
+        }
         let v: Value = resp.json_body().await;
         assert!(v["message"].as_str().is_some_and(|m| m.contains(allow)), "{v}");
     }
@@ -433,6 +438,47 @@ async fn admin_and_instance_token_authorization() {
     let (status, _) =
         server.call("GET", "/instances", Some("Organization test-org-secret,User test-user-secret"), None).await;
     assert_eq!(status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_head_is_answered_as_the_get_without_its_content() {
+    let dir = tmp();
+    let server = Server::start(config(dir.path(), 1.0)).await;
+    let a = server.create_instance("http://127.0.0.1:9/hooks", json!({})).await;
+    let admin = "User test-user-secret, Organization test-org-secret";
+    for (path, auth, status) in [
+        ("/instances".to_owned(), Some(admin), 200),
+        (format!("/instances/{}", a["id"]), Some(admin), 200),
+        (format!("/instances/{}/events?limit=5", a["id"]), Some(admin), 200),
+        ("/health".to_owned(), None, 200),
+        (format!("/instances/{}", a["id"]), None, 401),
+        ("/instances/999999".to_owned(), Some(admin), 404),
+    ] {
+        let send = |method: reqwest::Method| {
+            let mut req = server.http.request(method, format!("{}{path}", server.base));
+            if let Some(auth) = auth {
+                req = req.header("authorization", auth);
+            }
+            req.send()
+        };
+        let head = send(reqwest::Method::HEAD).await.unwrap();
+        let get = send(reqwest::Method::GET).await.unwrap();
+        assert_eq!((head.status().as_u16(), get.status().as_u16()), (status, status), "{path}");
+        for name in ["content-type", "link", "elements-next-page-token", "allow"] {
+            assert_eq!(head.headers().get(name), get.headers().get(name), "{path}: {name}");
+        }
+        let length =
+            |r: &reqwest::Response| r.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse().ok());
+        let head_length: Option<usize> = length(&head);
+        assert!(head.bytes().await.unwrap().is_empty(), "{path}: content in the answer to a HEAD");
+        let get_body = get.bytes().await.unwrap();
+        if status == 200 {
+            assert_eq!(head_length, Some(get_body.len()), "{path}");
+        } else {
+            assert!(head_length.is_some_and(|l| l > 0), "{path}: {head_length:?}");
+        }
+    }
     server.stop().await;
 }
 

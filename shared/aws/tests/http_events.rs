@@ -246,3 +246,37 @@ async fn odd_urls_are_answered_as_json_by_the_router() {
         }
     }
 }
+
+/// Through the handler, on DynamoDB and SQS in moto (the template routes every method of a path
+/// to the function): a HEAD gets the GET's status and headers and no body, and a method the path
+/// does not serve gets 405 with `Allow`, as in the local mode.
+#[tokio::test]
+async fn a_head_is_the_get_without_a_body_and_other_methods_get_405_with_allow() {
+    let aws = provision().await;
+    let api = aws.api();
+    let (auth_name, auth) = admin();
+    let call = |method: &str, path: &str| {
+        let v = event(method, path, "", &[(auth_name, auth.as_str())], None, false);
+        let payload: ApiGatewayV2httpRequest = serde_json::from_value(v).unwrap();
+        handle_http(&api, lambda_runtime::LambdaEvent::new(payload, lambda_runtime::Context::default()))
+    };
+    for path in ["/instances", "/instances/424242"] {
+        let (head, get) = (call("HEAD", path).await, call("GET", path).await);
+        assert_eq!(head.status_code, get.status_code, "{path}");
+        assert_eq!(head.body, None, "{path}: a body in the answer to a HEAD");
+        let Some(Body::Text(text)) = &get.body else { panic!("{path}: not a text body") };
+        if get.status_code == 200 {
+            assert_eq!(head.headers["content-length"], text.len().to_string().as_str(), "{path}");
+        }
+        assert_eq!(head.headers["content-type"], get.headers["content-type"], "{path}");
+    }
+    for (method, path, allow) in [
+        ("DELETE", "/instances", "GET, HEAD, POST"),
+        ("GET", "/events/greenhouse/1", "POST"),
+        ("OPTIONS", "/instances/1/events/x", "GET, HEAD"),
+    ] {
+        let resp = call(method, path).await;
+        assert_eq!(resp.status_code, 405, "{method} {path}");
+        assert_eq!(resp.headers["allow"], allow, "{method} {path}");
+    }
+}

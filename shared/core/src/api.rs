@@ -200,6 +200,15 @@ pub fn json_response(status: StatusCode, value: &Value) -> Response<Bytes> {
     json_bytes_response(status, serde_json::to_vec(value).unwrap_or_default())
 }
 
+/// The answer to a HEAD: the GET's status and headers, the length of the content the GET would
+/// send (RFC 9110, 9.3.2 and 8.6), and no content.
+fn without_content(mut r: Response<Bytes>) -> Response<Bytes> {
+    let length = r.body().len();
+    r.headers_mut().insert(header::CONTENT_LENGTH, header::HeaderValue::from(length));
+    *r.body_mut() = Bytes::new();
+    r
+}
+
 fn json_bytes_response(status: StatusCode, body: Vec<u8>) -> Response<Bytes> {
     let mut r = Response::new(Bytes::from(body));
     *r.status_mut() = status;
@@ -212,13 +221,14 @@ impl Api {
     pub async fn handle(&self, req: Request<Bytes>, request_id: &str) -> Response<Bytes> {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
-        match self.route(req).await {
+        let response = match self.route(req).await {
             Ok(r) => with_request_id(r, request_id),
             Err(e) => {
                 tracing::info!(request_id, %method, path, status = e.status().as_u16(), reason = %e, "request refused");
                 e.into_response(request_id)
             }
-        }
+        };
+        if method == Method::HEAD { without_content(response) } else { response }
     }
 
     fn manage(&self) -> Manage<'_> {
@@ -247,6 +257,9 @@ impl Api {
         if !served.contains(&method.as_str()) {
             return Err(ApiError::MethodNotAllowed(method.clone(), served));
         }
+        // HEAD is served wherever GET is, as GET: `handle` keeps the answer's status and headers
+        // and drops its content.
+        let method = if method == Method::HEAD { Method::GET } else { method.clone() };
         match (segs.as_slice(), &method) {
             (["events", "greenhouse", id], &Method::POST) => self.ingest(parse_id(id)?, &req).await,
             (["health"], &Method::GET) => ok(json!({"status": "ok"})),
@@ -417,16 +430,17 @@ impl Api {
 }
 
 /// The methods a path serves, by its shape (`None`: no such path). Any other method gets 405,
-/// with these in `Allow` (RFC 9110 asks for it), before anything else is looked at.
+/// with these in `Allow` (RFC 9110 asks for it), before anything else is looked at. HEAD goes
+/// wherever GET does (RFC 9110 asks servers for both).
 /// `/instances/{id}/events/redeliver` is the bulk redelivery's (POST), never a notification's.
 fn served_methods(segs: &[&str]) -> Option<&'static [&'static str]> {
     Some(match segs {
-        ["health"] => &["GET"],
-        ["instances"] => &["GET", "POST"],
-        ["instances", _] => &["GET", "PATCH", "PUT", "DELETE"],
-        ["instances", _, "events"] => &["GET"],
+        ["health"] => &["GET", "HEAD"],
+        ["instances"] => &["GET", "HEAD", "POST"],
+        ["instances", _] => &["GET", "HEAD", "PATCH", "PUT", "DELETE"],
+        ["instances", _, "events"] => &["GET", "HEAD"],
         ["instances", _, "events", "redeliver"] => &["POST"],
-        ["instances", _, "events", _] => &["GET"],
+        ["instances", _, "events", _] => &["GET", "HEAD"],
         ["instances", _, "events", _, "redeliver"] => &["POST"],
         ["events", "greenhouse", _] => &["POST"],
         _ => return None,

@@ -353,9 +353,9 @@ pub fn body() -> impl Strategy<Value = Body> {
 /// The methods a route serves, so that most calls reach the handler behind the route.
 pub fn methods_of(route: &Route) -> Vec<Method> {
     match route {
-        Route::Instances => vec![Method::GET, Method::POST],
-        Route::Instance(_) => vec![Method::GET, Method::PATCH, Method::PUT, Method::DELETE],
-        Route::Events(_) | Route::Event(..) | Route::Health | Route::Other(_) => vec![Method::GET],
+        Route::Instances => vec![Method::GET, Method::HEAD, Method::POST],
+        Route::Instance(_) => vec![Method::GET, Method::HEAD, Method::PATCH, Method::PUT, Method::DELETE],
+        Route::Events(_) | Route::Event(..) | Route::Health | Route::Other(_) => vec![Method::GET, Method::HEAD],
         Route::Redeliver(..) | Route::RedeliverMany(_) | Route::Ingest(_) => vec![Method::POST],
     }
 }
