@@ -5,8 +5,11 @@ mod harness;
 
 use std::time::Duration;
 
+use base64::Engine;
 use harness::*;
+use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
+use sha2::Sha256;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -65,6 +68,60 @@ async fn a_fixture_is_delivered_once_signed_with_both_schemes() {
         let shown = shown.bytes().await.unwrap();
         assert!(shown.windows(sent.len()).any(|w| w == sent.as_slice()), "{path}: {}", String::from_utf8_lossy(&shown));
     }
+    server.stop().await;
+}
+
+/// A receiver's Standard Webhooks library (the reference `standardwebhooks` crate), given the
+/// signature key as the spec has it: `whsec_` + base64 of its bytes.
+fn standard_verifier(key: &str) -> standardwebhooks::Webhook {
+    standardwebhooks::Webhook::new(&format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(key))).unwrap()
+}
+
+#[tokio::test]
+async fn a_signature_key_rotation_signs_with_both_keys_until_the_old_one_is_dropped() {
+    let dir = tmp();
+    let rx = Receiver::start().await;
+    let server = Server::start(config(dir.path(), 1.0)).await;
+    let inst = server.create_instance(&rx.url(), json!({})).await;
+    let id = id_of(&inst);
+    const NEW_KEY: &str = "rotated-signing-key";
+    let (old, new) = (standard_verifier(SIGNING_KEY), standard_verifier(NEW_KEY));
+    let (admin, path) = (admin(), format!("/instances/{id}"));
+    let rotate = |keys: Value| {
+        let body = json!({"configuration": {"event.notification.signature.key": keys}});
+        server.call("PATCH", &path, Some(admin.as_str()), Some(body))
+    };
+    // Before: the old key's receivers verify, the new key's do not.
+    server.webhook(id, &fixture("hire_candidate.json"), VENDOR_KEY, Some("gh-rot-0")).await;
+    let n = &rx.wait_for(1, WAIT).await[0];
+    assert!(old.verify(&n.body, &n.headers).is_ok());
+    assert!(new.verify(&n.body, &n.headers).is_err());
+    // During: both keys, the new one first. Receivers on either key verify.
+    let (status, v) = rotate(json!([NEW_KEY, SIGNING_KEY])).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["configuration"]["event.notification.signature.key"], "********");
+    server.webhook(id, &fixture("hire_candidate.json"), VENDOR_KEY, Some("gh-rot-1")).await;
+    let n = &rx.wait_for(2, WAIT).await[1];
+    old.verify(&n.body, &n.headers).expect("a receiver still on the old key");
+    new.verify(&n.body, &n.headers).expect("a receiver already on the new key");
+    assert_eq!(n.header("webhook-signature").split(' ').count(), 2);
+    let mut mac = Hmac::<Sha256>::new_from_slice(NEW_KEY.as_bytes()).unwrap();
+    mac.update(&n.body);
+    let elements = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    assert_eq!(n.header("elements-webhook-signature"), format!("sha256={elements}"), "the first key signs it");
+    // After: the new key alone.
+    let (status, v) = rotate(json!(NEW_KEY)).await;
+    assert_eq!(status, 200, "{v}");
+    server.webhook(id, &fixture("hire_candidate.json"), VENDOR_KEY, Some("gh-rot-2")).await;
+    let n = &rx.wait_for(3, WAIT).await[2];
+    assert_signed(n, NEW_KEY);
+    assert!(old.verify(&n.body, &n.headers).is_err(), "the old key no longer signs");
+    // More keys than a rotation needs: a 400 naming the field, and nothing changed.
+    let (status, v) = rotate(json!(["a", "b", "c", "d", "e"])).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("event.notification.signature.key"), "{v}");
+    server.webhook(id, &fixture("hire_candidate.json"), VENDOR_KEY, Some("gh-rot-3")).await;
+    assert_signed(&rx.wait_for(4, WAIT).await[3], NEW_KEY);
     server.stop().await;
 }
 

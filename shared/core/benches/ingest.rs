@@ -53,7 +53,7 @@ fn instance(secret: &str) -> Instance {
             settings: Settings {
                 events_enabled: true,
                 callback_url: Some("https://r.example/".into()),
-                signature_key: Some("conformance-signing-key-0f1e2d3c".into()),
+                signature_keys: vec!["conformance-signing-key-0f1e2d3c".into()],
                 vendor_keys: vec![secret.into()],
             },
         },
@@ -74,16 +74,16 @@ fn notifications(inst: &Instance, sig: &str, body: &[u8]) -> Vec<notification::N
 
 /// verify + parse + map + build + the notification's signature.
 fn core(inst: &Instance, sig: &str, body: &[u8]) -> usize {
-    let key = inst.settings().signature_key.as_deref().map(str::as_bytes).unwrap_or_default();
+    let key = inst.settings().signature_keys.first().map(String::as_bytes).unwrap_or_default();
     notifications(inst, sig, body).iter().map(|n| notification::elements_signature(key, &n.body).len()).sum()
 }
 
 /// Everything the first attempt needs: the core plus every header, both signatures included.
 fn core_sw(inst: &Instance, sig: &str, body: &[u8]) -> usize {
-    let key = inst.settings().signature_key.as_deref().map(str::as_bytes);
+    let keys = &inst.settings().signature_keys;
     notifications(inst, sig, body)
         .iter()
-        .map(|n| notification::headers(&n.body, &n.event_id, key, 1_772_473_211).len())
+        .map(|n| notification::headers(&n.body, &n.event_id, keys, 1_772_473_211).len())
         .sum()
 }
 

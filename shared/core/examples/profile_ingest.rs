@@ -30,7 +30,7 @@ fn main() {
             settings: Settings {
                 events_enabled: true,
                 callback_url: None,
-                signature_key: Some("k".into()),
+                signature_keys: vec!["k".into()],
                 vendor_keys: vec![secret.clone()],
             },
         },
@@ -49,7 +49,7 @@ fn main() {
     else {
         panic!()
     };
-    time("headers (sign)", n, || notification::headers(&notifications[0].body, "e", Some(b"k"), 0).len());
+    time("headers (sign)", n, || notification::headers(&notifications[0].body, "e", &["k"], 0).len());
     time("naive Value", n, || serde_json::from_slice::<serde_json::Value>(&body).is_ok());
     time("IgnoredAny", n, || serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok());
 }

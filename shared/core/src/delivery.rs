@@ -51,8 +51,8 @@ pub async fn deliver(
         Some(i) => match &i.settings().callback_url {
             None => refused("the instance has no callback URL"),
             Some(url) => {
-                let key = i.settings().signature_key.as_deref().map(str::as_bytes);
-                let headers = notification::headers(&event.body, &event.event_id, key, started / 1000);
+                let keys = &i.settings().signature_keys;
+                let headers = notification::headers(&event.body, &event.event_id, keys, started / 1000);
                 callback.post(url, &headers, &event.body).await
             }
         },

@@ -149,7 +149,7 @@ mod tests {
                 settings: Settings {
                     events_enabled: true,
                     callback_url: None,
-                    signature_key: None,
+                    signature_keys: vec![],
                     vendor_keys: vec!["k".into()],
                 },
             },

@@ -23,6 +23,9 @@ const MAX_TAG_CHARS: usize = 256;
 /// The configuration as JSON, at most. Unknown keys are kept and echoed, so without a bound a
 /// client could store any amount; this keeps an instance well within a DynamoDB item (400 KB).
 pub const MAX_CONFIGURATION_BYTES: usize = 64 * 1024;
+/// Signature keys at once: a rotation needs two (the new one, then the one going out). Each
+/// signs every attempt again, so they are few.
+pub const MAX_SIGNATURE_KEYS: usize = 4;
 
 /// A validation failure, naming the field so a person can fix the request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,7 +44,9 @@ fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
 pub struct Settings {
     pub events_enabled: bool,
     pub callback_url: Option<String>,
-    pub signature_key: Option<String>,
+    /// `event.notification.signature.key`: none (notifications go unsigned), one, or during a
+    /// rotation several, the first the current one (see `notification::headers`).
+    pub signature_keys: Vec<String>,
     pub vendor_keys: Vec<String>,
 }
 
@@ -50,7 +55,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("events_enabled", &self.events_enabled)
             .field("callback_url", &self.callback_url)
-            .field("signature_key", &self.signature_key.as_ref().map(|_| MASK))
+            .field("signature_keys", &self.signature_keys.len())
             .field("vendor_keys", &self.vendor_keys.len())
             .finish()
     }
@@ -216,26 +221,29 @@ pub fn normalize(mut configuration: Map<String, Value>) -> Result<(Map<String, V
     if events_enabled && callback_url.is_none() {
         return Err(invalid(&format!("configuration.{CALLBACK_URL}"), "is required when events are enabled"));
     }
-    let signature_key = match configuration.get(SIGNATURE_KEY) {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(parse_secret(SIGNATURE_KEY, v)?),
-    };
-    let vendor_keys = match configuration.get(VENDOR_SIGNATURE_KEY) {
-        None | Some(Value::Null) => vec![],
-        Some(Value::Array(items)) if !items.is_empty() => {
-            items.iter().map(|v| parse_secret(VENDOR_SIGNATURE_KEY, v)).collect::<Result<_, _>>()?
-        }
-        Some(Value::Array(_)) => {
-            return Err(invalid(&format!("configuration.{VENDOR_SIGNATURE_KEY}"), "must hold at least one key"));
-        }
-        Some(v) => vec![parse_secret(VENDOR_SIGNATURE_KEY, v)?],
-    };
+    let signature_keys = parse_secrets(&configuration, SIGNATURE_KEY, MAX_SIGNATURE_KEYS)?;
+    let vendor_keys = parse_secrets(&configuration, VENDOR_SIGNATURE_KEY, usize::MAX)?;
     if let Some(v) = configuration.get(API_KEY)
         && !v.is_null()
     {
         parse_secret(API_KEY, v)?;
     }
-    Ok((configuration, Settings { events_enabled, callback_url, signature_key, vendor_keys }))
+    Ok((configuration, Settings { events_enabled, callback_url, signature_keys, vendor_keys }))
+}
+
+/// A key given as one non-empty string or as an array of 1 to `max` of them; none when absent.
+fn parse_secrets(configuration: &Map<String, Value>, field: &str, max: usize) -> Result<Vec<String>, ConfigError> {
+    match configuration.get(field) {
+        None | Some(Value::Null) => Ok(vec![]),
+        Some(Value::Array(items)) if items.is_empty() => {
+            Err(invalid(&format!("configuration.{field}"), "must hold at least one key"))
+        }
+        Some(Value::Array(items)) if items.len() > max => {
+            Err(invalid(&format!("configuration.{field}"), format!("must hold at most {max} keys")))
+        }
+        Some(Value::Array(items)) => items.iter().map(|v| parse_secret(field, v)).collect(),
+        Some(v) => Ok(vec![parse_secret(field, v)?]),
+    }
 }
 
 /// Configuration keys whose values are secrets: the documented ones and anything named like one.
@@ -307,7 +315,7 @@ mod tests {
         assert_eq!(spec.tags, vec!["acme"]);
         assert!(spec.settings.events_enabled);
         assert_eq!(spec.settings.vendor_keys, vec!["a", "b"]);
-        assert_eq!(spec.settings.signature_key.as_deref(), Some("sig"));
+        assert_eq!(spec.settings.signature_keys, ["sig"]);
         assert_eq!(spec.configuration["custom.thing"], 42);
         assert_eq!(spec.configuration[EVENTS_ENABLED], true);
     }
@@ -362,6 +370,41 @@ mod tests {
             )),
             "configuration.event.notification.signature.key"
         );
+    }
+
+    #[test]
+    fn signature_keys_rotate_through_an_array_of_a_few() {
+        let spec = |keys: Value| {
+            parse_create(&body(
+                json!({"event.notification.callback.url": "https://x/", "event.notification.signature.key": keys}),
+            ))
+        };
+        assert_eq!(spec(json!("a")).unwrap().0.settings.signature_keys, ["a"]);
+        assert_eq!(spec(json!(["new", "old"])).unwrap().0.settings.signature_keys, ["new", "old"]);
+        assert_eq!(spec(Value::Null).unwrap().0.settings.signature_keys, Vec::<String>::new());
+        let four = json!(["a", "b", "c", "d"]);
+        assert_eq!(spec(four).unwrap().0.settings.signature_keys.len(), MAX_SIGNATURE_KEYS);
+        for bad in [json!([]), json!(["a", "b", "c", "d", "e"]), json!(["a", ""]), json!(["a", 1]), json!({"k": "a"})] {
+            let err = spec(bad.clone()).unwrap_err();
+            assert_eq!(err.field, "configuration.event.notification.signature.key", "{bad}");
+        }
+        assert!(spec(json!([])).unwrap_err().message.contains("at least one"));
+        assert!(spec(json!(["a", "b", "c", "d", "e"])).unwrap_err().message.contains("at most 4"));
+        // A rotation by PATCH: both keys, the new one first; the mask echoed back keeps them;
+        // then the new one alone.
+        let (one, _) = spec(json!("old")).unwrap();
+        let rotating =
+            apply_patch(&one, br#"{"configuration":{"event.notification.signature.key":["new","old"]}}"#).unwrap();
+        assert_eq!(rotating.settings.signature_keys, ["new", "old"]);
+        let kept =
+            apply_patch(&rotating, br#"{"configuration":{"event.notification.signature.key":"********"}}"#).unwrap();
+        assert_eq!(kept.settings.signature_keys, ["new", "old"]);
+        let done = apply_patch(&kept, br#"{"configuration":{"event.notification.signature.key":"new"}}"#).unwrap();
+        assert_eq!(done.settings.signature_keys, ["new"]);
+        let shown = serde_json::to_string(&masked(&rotating.configuration)).unwrap();
+        assert!(shown.contains(r#""event.notification.signature.key":"********""#), "{shown}");
+        assert!(!shown.contains("old") && !shown.contains("new"), "{shown}");
+        assert!(!format!("{:?}", rotating.settings).contains("old"));
     }
 
     #[test]

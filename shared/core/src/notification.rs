@@ -221,10 +221,15 @@ pub fn standard_signature(key: &[u8], event_id: &str, timestamp: &str, body: &[u
 
 /// The headers of one attempt. `timestamp` is the attempt's unix time: Standard Webhooks
 /// receivers reject stale timestamps, which is the replay protection Cloud Elements lacked.
-pub fn headers(
+///
+/// With several signature keys (a rotation), `webhook-signature` carries one signature per key,
+/// in their order and separated by spaces, as Standard Webhooks provides for: a receiver
+/// verifying with any of the keys accepts the notification. `Elements-Webhook-Signature` holds
+/// one signature, by the first key.
+pub fn headers<K: AsRef<[u8]>>(
     body: &[u8],
     event_id: &str,
-    signature_key: Option<&[u8]>,
+    signature_keys: &[K],
     timestamp: i64,
 ) -> Vec<(&'static str, String)> {
     let mut h = vec![
@@ -232,11 +237,13 @@ pub fn headers(
         ("user-agent", USER_AGENT.to_owned()),
         ("elements-webhook-id", event_id.to_owned()),
     ];
-    if let Some(key) = signature_key {
+    if let Some(first) = signature_keys.first() {
         let ts = timestamp.to_string();
-        h.push(("elements-webhook-signature", elements_signature(key, body)));
+        let standard: Vec<String> =
+            signature_keys.iter().map(|key| standard_signature(key.as_ref(), event_id, &ts, body)).collect();
+        h.push(("elements-webhook-signature", elements_signature(first.as_ref(), body)));
         h.push(("webhook-id", event_id.to_owned()));
-        h.push(("webhook-signature", standard_signature(key, event_id, &ts, body)));
+        h.push(("webhook-signature", standard.join(" ")));
         h.push(("webhook-timestamp", ts));
     }
     h
@@ -381,7 +388,7 @@ mod tests {
     #[test]
     fn signatures_follow_both_schemes() {
         let body = br#"{"id":"e"}"#;
-        let h = headers(body, "e", Some(b"key"), 1_700_000_000);
+        let h = headers(body, "e", &["key"], 1_700_000_000);
         let get = |n: &str| h.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()).unwrap();
         let mut mac = Hmac::<Sha256>::new_from_slice(b"key").unwrap();
         mac.update(body);
@@ -393,7 +400,14 @@ mod tests {
         assert_eq!(get("webhook-timestamp"), "1700000000");
         assert_eq!(get("webhook-id"), "e");
         assert_eq!(get("elements-webhook-id"), "e");
-        let unsigned = headers(body, "e", None, 1);
+        let unsigned = headers::<&str>(body, "e", &[], 1);
         assert!(unsigned.iter().all(|(k, _)| !k.contains("signature")));
+        // A rotation: one Standard Webhooks signature per key, in order; the Cloud Elements one
+        // by the first key.
+        let rotating = headers(body, "e", &["new", "key"], 1_700_000_000);
+        let get = |n: &str| rotating.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()).unwrap();
+        let by = |key: &str| standard_signature(key.as_bytes(), "e", "1700000000", body);
+        assert_eq!(get("webhook-signature"), format!("{} {}", by("new"), by("key")));
+        assert_eq!(get("elements-webhook-signature"), elements_signature(b"new", body));
     }
 }

@@ -108,7 +108,7 @@ fn instance(secret: &str) -> Instance {
             settings: Settings {
                 events_enabled: true,
                 callback_url: Some("https://r.example/".into()),
-                signature_key: Some("sig".into()),
+                signature_keys: vec!["sig".into()],
                 vendor_keys: vec!["another-key".into(), secret.into()],
             },
         },

@@ -21,7 +21,7 @@ fn instance() -> Instance {
             settings: Settings {
                 events_enabled: true,
                 callback_url: None,
-                signature_key: None,
+                signature_keys: vec![],
                 vendor_keys: vec![KEY.into()],
             },
         },

@@ -206,7 +206,8 @@ pub fn valid_value(key: &'static str) -> BoxedStrategy<Value> {
             1 => Just(json!("https://[::1]:9/hooks")),
         ]
         .boxed(),
-        "event.vendor.signature.key" => prop_oneof![
+        // One key, or several: Greenhouse's (one per webhook), the notifications' (a rotation).
+        "event.vendor.signature.key" | "event.notification.signature.key" => prop_oneof![
             2 => pool(),
             1 => (0..POOL.len(), 0..POOL.len()).prop_map(|(a, b)| json!([POOL[a], POOL[b]])),
         ]
@@ -237,6 +238,15 @@ pub fn invalid_value(key: &'static str) -> BoxedStrategy<Value> {
         "event.vendor.signature.key" => {
             prop_oneof![Just(json!("")), Just(json!([])), Just(json!([5])), Just(json!(5))].boxed()
         }
+        // At most four keys at once.
+        "event.notification.signature.key" => prop_oneof![
+            Just(json!("")),
+            Just(json!([])),
+            Just(json!([POOL[0], ""])),
+            Just(json!(5)),
+            Just(json!([POOL[0], POOL[1], POOL[2], POOL[0], POOL[1]])),
+        ]
+        .boxed(),
         _ => prop_oneof![Just(json!("")), Just(json!(5)), Just(json!({"a": 1}))].boxed(),
     }
 }
