@@ -6,6 +6,7 @@
 //!
 //! After every response:
 //! - the status is one the contract names, the body is JSON, and `x-request-id` is the request's;
+//! - `Cache-Control: no-store` and `X-Content-Type-Options: nosniff` on every answer;
 //! - an error body is `{"message": <a sentence>, "requestId": <the id>}`;
 //! - a HEAD gets the answer of the same GET, without its content;
 //! - a refused request, or any GET or HEAD, left the store exactly as it was (every row of every table,
@@ -114,6 +115,9 @@ impl World {
             "{}",
             context
         );
+        // No answer is cached or sniffed: some hold a token and a secret, all hold customer data.
+        prop_assert_eq!(r.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
+        prop_assert_eq!(r.headers().get("x-content-type-options").and_then(|v| v.to_str().ok()), Some("nosniff"));
         // 405 exactly for the methods a path does not serve, with those it serves in `Allow`.
         let allow = r.headers().get("allow").and_then(|v| v.to_str().ok());
         let known_path = !matches!(call.route, Route::Other(_));

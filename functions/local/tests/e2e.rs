@@ -522,7 +522,11 @@ async fn a_head_is_answered_as_the_get_without_its_content() {
         let head = send(reqwest::Method::HEAD).await.unwrap();
         let get = send(reqwest::Method::GET).await.unwrap();
         assert_eq!((head.status().as_u16(), get.status().as_u16()), (status, status), "{path}");
-        for name in ["content-type", "link", "elements-next-page-token", "allow"] {
+        assert_eq!(get.headers()["cache-control"], "no-store", "{path}");
+        assert_eq!(get.headers()["x-content-type-options"], "nosniff", "{path}");
+        for name in
+            ["content-type", "link", "elements-next-page-token", "allow", "cache-control", "x-content-type-options"]
+        {
             assert_eq!(head.headers().get(name), get.headers().get(name), "{path}: {name}");
         }
         let length =

@@ -235,6 +235,8 @@ async fn odd_urls_are_answered_as_json_by_the_router() {
         let resp = call(query).await;
         assert_eq!(resp.status_code, status, "{query}: {:?}", resp.body);
         assert_eq!(resp.headers["content-type"], "application/json");
+        assert_eq!(resp.headers["cache-control"], "no-store");
+        assert_eq!(resp.headers["x-content-type-options"], "nosniff");
         assert_eq!(resp.headers["x-request-id"], "sample-request-id", "API Gateway's request id");
         let Some(Body::Text(text)) = &resp.body else { panic!("{query}: not a text body") };
         let v: Value = serde_json::from_str(text).unwrap();

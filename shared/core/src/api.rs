@@ -119,15 +119,21 @@ impl ApiError {
         {
             r.headers_mut().insert(header::ALLOW, v);
         }
-        with_request_id(r, request_id)
+        finish(r, request_id)
     }
 }
 
 /// Every answer names its request in `x-request-id`, as error bodies do in `requestId`.
-fn with_request_id(mut r: Response<Bytes>, request_id: &str) -> Response<Bytes> {
+/// What every answer carries: its request id, and (as OWASP's REST security guidance asks of
+/// APIs) no caching, since answers hold instance settings, notifications and, once, an instance's
+/// token and secret, and no content sniffing.
+fn finish(mut r: Response<Bytes>, request_id: &str) -> Response<Bytes> {
+    let headers = r.headers_mut();
     if let Ok(v) = header::HeaderValue::from_str(request_id) {
-        r.headers_mut().insert("x-request-id", v);
+        headers.insert("x-request-id", v);
     }
+    headers.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
     r
 }
 
@@ -222,7 +228,7 @@ impl Api {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let response = match self.route(req).await {
-            Ok(r) => with_request_id(r, request_id),
+            Ok(r) => finish(r, request_id),
             Err(e) => {
                 tracing::info!(request_id, %method, path, status = e.status().as_u16(), reason = %e, "request refused");
                 e.into_response(request_id)
