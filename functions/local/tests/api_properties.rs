@@ -9,8 +9,8 @@
 //! - `Cache-Control: no-store` and `X-Content-Type-Options: nosniff` on every answer;
 //! - an error body is `{"message": <a sentence>, "requestId": <the id>}`;
 //! - a HEAD gets the answer of the same GET, without its content;
-//! - a refused request, or any GET or HEAD, left the store exactly as it was (every row of every table,
-//!   and the instances the store serves from memory);
+//! - a refused request, or any GET or HEAD, left the store exactly as it was (every row of every
+//!   table, and the instances the store serves from memory);
 //! - no secret (admin secrets, Greenhouse keys, signature keys, instance tokens) appears in the
 //!   response, except the token and generated secret a creation returns, once;
 //! - no secret at all appears in the log lines written meanwhile, at any level.
@@ -116,8 +116,9 @@ impl World {
             context
         );
         // No answer is cached or sniffed: some hold a token and a secret, all hold customer data.
-        prop_assert_eq!(r.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
-        prop_assert_eq!(r.headers().get("x-content-type-options").and_then(|v| v.to_str().ok()), Some("nosniff"));
+        let header = |name: &str| r.headers().get(name).and_then(|v| v.to_str().ok());
+        prop_assert_eq!(header("cache-control"), Some("no-store"), "{}", context);
+        prop_assert_eq!(header("x-content-type-options"), Some("nosniff"), "{}", context);
         // 405 exactly for the methods a path does not serve, with those it serves in `Allow`.
         let allow = r.headers().get("allow").and_then(|v| v.to_str().ok());
         let known_path = !matches!(call.route, Route::Other(_));
