@@ -835,6 +835,30 @@ impl Instances for DynamoStore {
         }
     }
 
+    async fn replace_token(&self, id: i64, token_hash: String) -> Result<Option<Instance>, StoreError> {
+        let (pk, sk) = instance_key(id);
+        let result = self
+            .dynamo
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", pk)
+            .key("sk", sk)
+            .update_expression("SET token_hash = :t")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(deleted_at)")
+            .expression_attribute_values(":t", s(&token_hash))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => match out.attributes.as_ref().map(Self::instance_from_item).transpose()? {
+                Some(instance) => Ok(Some(instance)),
+                None => Err(corrupt("an updated instance with no attributes")),
+            },
+            Err(e) if condition_failed(&e) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     async fn record_ping(&self, id: i64, ping: Map<String, Value>) -> Result<(), StoreError> {
         let (pk, sk) = instance_key(id);
         self.dynamo
@@ -1146,6 +1170,10 @@ impl<I: Instances> Instances for CachedInstances<I> {
     async fn delete(&self, id: i64) -> Result<bool, StoreError> {
         self.cache.write().await.remove(&id);
         self.inner.delete(id).await
+    }
+    async fn replace_token(&self, id: i64, token_hash: String) -> Result<Option<Instance>, StoreError> {
+        self.cache.write().await.remove(&id);
+        self.inner.replace_token(id, token_hash).await
     }
     async fn record_ping(&self, id: i64, ping: Map<String, Value>) -> Result<(), StoreError> {
         self.inner.record_ping(id, ping).await

@@ -295,6 +295,12 @@ impl Api {
                 self.manage().delete(id).await?;
                 ok(json!({"id": id, "deleted": true}))
             }
+            (["instances", id, "token"], &Method::POST) => {
+                let id = parse_id(id)?;
+                self.authorize(req.headers(), None).await?;
+                let (instance, token) = self.manage().new_token(id).await?;
+                ok(instance_json(&instance, &base(), Some(&token), None))
+            }
             (["instances", id, "events"], &Method::GET) => {
                 let id = parse_id(id)?;
                 self.authorize(req.headers(), Some(id)).await?;
@@ -444,6 +450,7 @@ fn served_methods(segs: &[&str]) -> Option<&'static [&'static str]> {
         ["health"] => &["GET", "HEAD"],
         ["instances"] => &["GET", "HEAD", "POST"],
         ["instances", _] => &["GET", "HEAD", "PATCH", "PUT", "DELETE"],
+        ["instances", _, "token"] => &["POST"],
         ["instances", _, "events"] => &["GET", "HEAD"],
         ["instances", _, "events", "redeliver"] => &["POST"],
         ["instances", _, "events", _] => &["GET", "HEAD"],

@@ -176,6 +176,17 @@ impl Manage<'_> {
         ))))
     }
 
+    /// A new token for the instance, in place of its current one, which stops working at once
+    /// (a leaked or lost token, without a new instance and so a new webhook URL for Greenhouse).
+    /// Returns the instance and the token, shown this once.
+    pub async fn new_token(&self, id: i64) -> Result<(Instance, String), ManageError> {
+        let token = instance::generate_token();
+        let instance =
+            self.instances.replace_token(id, instance::token_hash(&token)).await?.ok_or_else(|| not_found(id))?;
+        tracing::info!(instance_id = id, "instance token replaced");
+        Ok((instance, token))
+    }
+
     pub async fn delete(&self, id: i64) -> Result<(), ManageError> {
         if self.instances.delete(id).await? {
             tracing::info!(instance_id = id, "instance deleted");

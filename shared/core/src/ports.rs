@@ -46,6 +46,10 @@ pub trait Instances: Send + Sync {
     /// that of two merges made at once (two PATCHes) neither is lost.
     async fn update(&self, id: i64, expected: &InstanceSpec, spec: InstanceSpec) -> Result<SpecUpdate, StoreError>;
     async fn delete(&self, id: i64) -> Result<bool, StoreError>;
+    /// Replaces the token hash of a live instance (a new token; the old one stops working at
+    /// once) and returns the instance as it now is, or `None` when no live instance has this id.
+    /// Touches nothing else, so a PATCH running at the same time loses nothing.
+    async fn replace_token(&self, id: i64, token_hash: String) -> Result<Option<Instance>, StoreError>;
     async fn record_ping(&self, id: i64, ping: Map<String, Value>) -> Result<(), StoreError>;
 }
 

@@ -490,6 +490,24 @@ impl Instances for SqliteStore {
         .await
     }
 
+    async fn replace_token(&self, id: i64, token_hash: String) -> Result<Option<Instance>, StoreError> {
+        self.write(
+            move |c| {
+                c.execute(
+                    "UPDATE instances SET token_hash = ?2 WHERE id = ?1 AND deleted_at IS NULL",
+                    params![id, token_hash],
+                )?;
+                schema::load_instance(c, id)
+            },
+            |i, shared| {
+                if let (Some(i), Ok(mut m)) = (i, shared.instances.write()) {
+                    m.insert(i.id, i.clone());
+                }
+            },
+        )
+        .await
+    }
+
     async fn record_ping(&self, id: i64, ping: Map<String, Value>) -> Result<(), StoreError> {
         let text = serde_json::to_string(&ping).unwrap_or_default();
         self.write(
