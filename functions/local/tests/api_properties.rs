@@ -9,10 +9,12 @@
 //! - `Cache-Control: no-store` and `X-Content-Type-Options: nosniff` on every answer;
 //! - an error body is `{"message": <a sentence>, "requestId": <the id>}`;
 //! - a HEAD gets the answer of the same GET, without its content;
+//! - after a new token, the instance's previous token is refused and the new one accepted;
 //! - a refused request, or any GET or HEAD, left the store exactly as it was (every row of every
 //!   table, and the instances the store serves from memory);
 //! - no secret (admin secrets, Greenhouse keys, signature keys, instance tokens) appears in the
-//!   response, except the token and generated secret a creation returns, once;
+//!   response, except the token and generated secret a creation returns, and the token a new
+//!   token's answer returns, once;
 //! - no secret at all appears in the log lines written meanwhile, at any level.
 
 use std::path::Path;
@@ -140,14 +142,15 @@ impl World {
             prop_assert_eq!(o, 2, "{}", context);
         }
 
-        // Secrets: none in the response, but the token and generated secret of a creation.
+        // Secrets: none in the response, but the token and generated secret of a creation, or
+        // the token of a new token's answer.
         let returned = Known::returned_secrets(call, status, &v);
         let mut text = String::from_utf8_lossy(r.body()).into_owned();
         for (k, v) in r.headers() {
             text.push_str(&format!("\n{k}: {}", String::from_utf8_lossy(v.as_bytes())));
         }
         for s in &returned {
-            prop_assert!(!self.known.secrets.contains(s), "a creation returned a known secret: {}", context);
+            prop_assert!(!self.known.secrets.contains(s), "an answer returned a known secret: {}", context);
             text = text.replace(s.as_str(), "<returned once>");
         }
         for secret in &self.known.secrets {
@@ -167,7 +170,21 @@ impl World {
         if duplicate {
             prop_assert!(before == after, "{context}: a duplicate changed the store:\n{}", diff(&before, &after));
         }
+        let old_token = self.known.instances.iter().find(|i| Some(i.0) == v["id"].as_i64()).map(|i| i.1.clone());
         self.known.observe(call, status, &v);
+        // A new token works at once, and the one it replaced no longer does.
+        if Known::is_new_token(call, status) {
+            let id = v["id"].as_i64().unwrap_or_default();
+            for (token, expected) in [(old_token, 401), (v["token"].as_str().map(str::to_owned), 200)] {
+                let token = token.ok_or_else(|| TestCaseError::fail(format!("an unknown token: {context}")))?;
+                let req = http::Request::get(format!("/instances/{id}"))
+                    .header("authorization", format!("Element {token}"))
+                    .body(Bytes::new())
+                    .unwrap();
+                let got = send(rt, &self.api, &mut self.serial, req).status().as_u16();
+                prop_assert_eq!(got, expected, "after {}", context);
+            }
+        }
         Ok(Some((status, duplicate)))
     }
 
@@ -260,6 +277,7 @@ fn the_generated_requests_reach_every_outcome() {
         ("list", &[200, 400, 401]),
         ("patch", &[200, 400, 401, 404]),
         ("delete", &[200, 401, 404]),
+        ("token", &[200, 401, 404, 405]),
         ("instance", &[200, 401, 404, 405]),
         ("events", &[200, 400, 401, 404, 405]),
         ("redeliver", &[200, 401, 404]),

@@ -499,6 +499,64 @@ async fn admin_and_instance_token_authorization() {
 }
 
 #[tokio::test]
+async fn a_new_token_replaces_the_instances_token_at_once_and_for_good() {
+    let dir = tmp();
+    let rx = Receiver::start().await;
+    let server = Server::start(config(dir.path(), 1.0)).await;
+    let a = server.create_instance(&rx.url(), json!({})).await;
+    let b = server.create_instance(&rx.url(), json!({})).await;
+    let (id, old) = (id_of(&a), format!("Element {}", a["token"].as_str().unwrap()));
+    let token_b = format!("Element {}", b["token"].as_str().unwrap());
+    let path = format!("/instances/{id}/token");
+    // Only an admin may: not the instance's own token (a leaked one could lock its owner out).
+    for auth in [None, Some(old.as_str()), Some(token_b.as_str())] {
+        assert_eq!(server.call("POST", &path, auth, None).await.0, 401, "{auth:?}");
+    }
+    let (status, v) = server.call("POST", "/instances/999999/token", Some(&admin()), None).await;
+    assert_eq!(status, 404, "{v}");
+    let resp = server.http.get(format!("{}{path}", server.base)).header("authorization", admin()).send().await.unwrap();
+    assert_eq!((resp.status().as_u16(), resp.headers()["allow"].to_str().unwrap()), (405, "POST"));
+    assert_eq!(
+        server.call("GET", &format!("/instances/{id}"), Some(&old), None).await.0,
+        200,
+        "refusals change nothing"
+    );
+
+    let resp =
+        server.http.post(format!("{}{path}", server.base)).header("authorization", admin()).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["cache-control"], "no-store", "the answer holds a token");
+    let renewed = resp.json_body().await;
+    let new = format!("Element {}", renewed["token"].as_str().unwrap());
+    assert_ne!(new, old);
+    assert!(renewed["token"].as_str().unwrap().len() >= 43, "256 random bits: {renewed}");
+    // The instance is otherwise as it was: same id, webhook URL, masked configuration.
+    for field in ["id", "name", "webhookUrl", "configuration", "createdDate", "eventsNotificationCallbackUrl"] {
+        assert_eq!(renewed[field], a[field], "{field}");
+    }
+    assert!(renewed.get("webhookSecret").is_none(), "the Greenhouse key is not shown again");
+    assert_eq!(server.call("GET", &format!("/instances/{id}/events"), Some(&old), None).await.0, 401);
+    assert_eq!(server.call("GET", &format!("/instances/{id}/events"), Some(&new), None).await.0, 200);
+    assert_eq!(server.call("GET", &format!("/instances/{}", id_of(&b)), Some(&token_b), None).await.0, 200);
+    let (_, shown) = server.call("GET", &format!("/instances/{id}"), Some(&admin()), None).await;
+    assert_eq!(shown["token"], "********");
+    // Greenhouse's side is untouched: its webhooks are still verified and delivered.
+    let (status, r) = server.webhook(id, &fixture("job_created.json"), VENDOR_KEY, None).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(rx.wait_for(1, WAIT).await.len(), 1);
+    server.stop().await;
+
+    // And for good: after a restart, the new token still works and the old one still does not.
+    let server = Server::start(config(dir.path(), 1.0)).await;
+    assert_eq!(server.call("GET", &format!("/instances/{id}"), Some(&new), None).await.0, 200);
+    assert_eq!(server.call("GET", &format!("/instances/{id}"), Some(&old), None).await.0, 401);
+    // A deleted instance gets no new token.
+    assert_eq!(server.call("DELETE", &format!("/instances/{id}"), Some(&admin()), None).await.0, 200);
+    assert_eq!(server.call("POST", &path, Some(&admin()), None).await.0, 404);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_head_is_answered_as_the_get_without_its_content() {
     let dir = tmp();
     let server = Server::start(config(dir.path(), 1.0)).await;

@@ -1130,3 +1130,63 @@ async fn an_instance_update_is_a_compare_and_set_on_what_was_read() {
     let gone = store.update(id, &current, renamed("gone")).await.unwrap();
     assert!(matches!(gone, SpecUpdate::Gone), "{gone:?}");
 }
+
+/// `POST /instances/{id}/token` on DynamoDB: the item's token hash is replaced and nothing else
+/// (its spec and its revision stay, so a PATCH read before it still lands, and keeps the new
+/// token); the old token is refused at once; a cached reader drops what it held.
+#[tokio::test]
+async fn a_new_token_replaces_the_items_token_hash_and_nothing_else() {
+    use relay_core::ports::{Instances, SpecUpdate};
+    let aws = provision().await;
+    let (api, store) = (aws.api(), aws.store());
+    let created = instance(&api, "http://127.0.0.1:9/hooks").await;
+    let id = created["id"].as_i64().unwrap();
+    let old = ("authorization", format!("Element {}", created["token"].as_str().unwrap()));
+    let read = store.get(id).await.unwrap().unwrap();
+    let cached = relay_aws::CachedInstances::new(aws.store(), Duration::from_secs(3600));
+    assert_eq!(cached.get(id).await.unwrap().unwrap().token_hash, read.token_hash);
+    let revision = || async {
+        let (pk, sk) = (format!("INSTANCE#{id}"), "INSTANCE".to_owned());
+        let got = aws
+            .dynamo
+            .get_item()
+            .table_name(&aws.table)
+            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk))
+            .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(sk))
+            .send()
+            .await
+            .unwrap();
+        got.item.unwrap().get("revision").map(|r| r.as_n().unwrap().clone())
+    };
+    let revision_before = revision().await;
+
+    let (status, renewed) =
+        call(&api, "POST", &format!("/instances/{id}/token"), std::slice::from_ref(&old), vec![]).await;
+    assert_eq!(status, 401, "the instance's own token may not: {renewed}");
+    let (status, renewed) = call(&api, "POST", &format!("/instances/{id}/token"), &[admin()], vec![]).await;
+    assert_eq!(status, 200, "{renewed}");
+    let new = ("authorization", format!("Element {}", renewed["token"].as_str().unwrap()));
+    assert_ne!(new, old);
+    assert_eq!((renewed["id"].as_i64(), &renewed["configuration"]), (Some(id), &created["configuration"]));
+    assert_eq!(call(&api, "GET", &format!("/instances/{id}"), std::slice::from_ref(&old), vec![]).await.0, 401);
+    assert_eq!(call(&api, "GET", &format!("/instances/{id}/events"), std::slice::from_ref(&new), vec![]).await.0, 200);
+    let now = store.get(id).await.unwrap().unwrap();
+    assert_eq!(now.token_hash, relay_core::instance::token_hash(renewed["token"].as_str().unwrap()));
+    assert_eq!(now.spec, read.spec);
+    assert_eq!(revision().await, revision_before, "the spec's compare-and-set is not disturbed");
+
+    // A PATCH's compare-and-set on the spec read before the new token lands, and keeps it.
+    let renamed = relay_core::instance::InstanceSpec { name: "renamed".into(), ..read.spec.clone() };
+    assert!(matches!(store.update(id, &read.spec, renamed).await.unwrap(), SpecUpdate::Done(_)));
+    assert_eq!(call(&api, "GET", &format!("/instances/{id}"), std::slice::from_ref(&new), vec![]).await.0, 200);
+
+    // Through the cache: its entry goes with the change.
+    let third = relay_core::instance::token_hash("third");
+    assert_eq!(cached.replace_token(id, third.clone()).await.unwrap().unwrap().token_hash, third);
+    assert_eq!(cached.get(id).await.unwrap().unwrap().token_hash, third);
+    // A deleted instance gets none.
+    assert!(store.delete(id).await.unwrap());
+    assert!(store.replace_token(id, relay_core::instance::token_hash("x")).await.unwrap().is_none());
+    assert_eq!(call(&api, "POST", &format!("/instances/{id}/token"), &[admin()], vec![]).await.0, 404);
+    assert_eq!(call(&api, "POST", "/instances/987654/token", &[admin()], vec![]).await.0, 404);
+}

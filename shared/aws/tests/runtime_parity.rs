@@ -545,6 +545,23 @@ fn a_notification_kept_in_chunks_reads_back_alike() {
     assert_eq!(run(&calls).unwrap(), [200, 200, 200]);
 }
 
+/// A new token answers alike: refused to the instance's own token, then made, then the new one
+/// read with; none for an unknown or a deleted instance.
+#[test]
+fn a_new_token_answers_alike() {
+    let call = |method, route, auth| Call { method, route, query: None, auth, body: Body::None };
+    let calls = [
+        call(Method::POST, Route::Token(Target::Known(0)), Auth::Element(0)),
+        call(Method::POST, Route::Token(Target::Known(0)), Auth::Admin),
+        call(Method::GET, Route::Instance(Target::Known(0)), Auth::Element(0)),
+        call(Method::GET, Route::Token(Target::Known(0)), Auth::Admin),
+        call(Method::POST, Route::Token(Target::Literal("999")), Auth::Admin),
+        call(Method::DELETE, Route::Instance(Target::Known(1)), Auth::Admin),
+        call(Method::POST, Route::Token(Target::Known(1)), Auth::Admin),
+    ];
+    assert_eq!(run(&calls).unwrap(), [401, 200, 200, 405, 404, 200, 404]);
+}
+
 /// One notification through its whole life, alike on both runtimes: eight failed attempts of
 /// every kind (a 5xx with a long body, 429 with and without `Retry-After`, too slow, a redirect,
 /// 4xx), dead-lettered, redelivered and delivered; another ended by a 410; an attempt while the

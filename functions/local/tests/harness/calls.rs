@@ -103,6 +103,8 @@ pub struct Call {
 pub enum Route {
     Instances,
     Instance(Target),
+    /// `POST /instances/{id}/token`: a new token in place of the instance's.
+    Token(Target),
     Events(Target),
     Event(Target, EventRef),
     Redeliver(Target, EventRef),
@@ -132,6 +134,7 @@ pub fn route() -> impl Strategy<Value = Route> {
     prop_oneof![
         3 => Just(Route::Instances),
         4 => target().prop_map(Route::Instance),
+        1 => target().prop_map(Route::Token),
         2 => target().prop_map(Route::Events),
         2 => (target(), event_ref()).prop_map(|(t, e)| Route::Event(t, e)),
         2 => (target(), event_ref()).prop_map(|(t, e)| Route::Redeliver(t, e)),
@@ -366,7 +369,7 @@ pub fn methods_of(route: &Route) -> Vec<Method> {
         Route::Instances => vec![Method::GET, Method::HEAD, Method::POST],
         Route::Instance(_) => vec![Method::GET, Method::HEAD, Method::PATCH, Method::PUT, Method::DELETE],
         Route::Events(_) | Route::Event(..) | Route::Health | Route::Other(_) => vec![Method::GET, Method::HEAD],
-        Route::Redeliver(..) | Route::RedeliverMany(_) | Route::Ingest(_) => vec![Method::POST],
+        Route::Token(_) | Route::Redeliver(..) | Route::RedeliverMany(_) | Route::Ingest(_) => vec![Method::POST],
     }
 }
 
@@ -461,6 +464,7 @@ impl Known {
         let (path, ingest_target) = match &call.route {
             Route::Instances => ("/instances".to_owned(), None),
             Route::Instance(t) => (format!("/instances/{}", self.target(t)), None),
+            Route::Token(t) => (format!("/instances/{}/token", self.target(t)), None),
             Route::Events(t) => (format!("/instances/{}/events", self.target(t)), None),
             Route::Event(t, e) => (format!("/instances/{}/events/{}", self.target(t), self.event(e)), None),
             Route::Redeliver(t, e) => {
@@ -529,10 +533,22 @@ impl Known {
         status == 200 && call.method == Method::POST && matches!(call.route, Route::Instances)
     }
 
-    /// The token and generated key a creation returned (none for any other answer).
+    /// A 200 to `POST /instances/{id}/token`: the new token it returns is shown this once.
+    pub fn is_new_token(call: &Call, status: u16) -> bool {
+        status == 200 && call.method == Method::POST && matches!(call.route, Route::Token(_))
+    }
+
+    /// The token and generated key a creation returned, the token a new token's answer
+    /// returned (none for any other answer).
     pub fn returned_secrets(call: &Call, status: u16, answer: &Value) -> Vec<String> {
-        let fields = ["token", "webhookSecret"].iter().filter(|_| Self::is_creation(call, status));
-        fields.filter_map(|f| answer[*f].as_str().map(str::to_owned)).collect()
+        let fields: &[&str] = if Self::is_creation(call, status) {
+            &["token", "webhookSecret"]
+        } else if Self::is_new_token(call, status) {
+            &["token"]
+        } else {
+            &[]
+        };
+        fields.iter().filter_map(|f| answer[*f].as_str().map(str::to_owned)).collect()
     }
 
     /// A delivery answered with the id of an earlier one: a duplicate.
@@ -558,6 +574,14 @@ impl Known {
             && let Some(known) = self.instances.iter_mut().find(|i| Some(i.0) == answer["id"].as_i64())
         {
             known.2 = keys;
+        }
+        // The old token stays among the secrets: no answer may show it again either.
+        if Self::is_new_token(call, status)
+            && let Some(token) = answer["token"].as_str()
+            && let Some(known) = self.instances.iter_mut().find(|i| Some(i.0) == answer["id"].as_i64())
+        {
+            self.secrets.push(token.to_owned());
+            known.1 = token.to_owned();
         }
         if Self::is_creation(call, status) {
             let token = answer["token"].as_str().unwrap().to_owned();
@@ -669,6 +693,7 @@ pub fn kind(call: &Call) -> &'static str {
         (Route::Instance(_), &Method::PATCH | &Method::PUT) => "patch",
         (Route::Instance(_), &Method::DELETE) => "delete",
         (Route::Instance(_), _) => "instance",
+        (Route::Token(_), _) => "token",
         (Route::Events(_) | Route::Event(..), _) => "events",
         (Route::Redeliver(..) | Route::RedeliverMany(_), _) => "redeliver",
         (Route::Ingest(_), _) => "ingest",
