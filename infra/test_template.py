@@ -126,8 +126,9 @@ class Template(unittest.TestCase):
             events = FUNCTIONS[fn]["Properties"]["Events"].values()
             return sorted((e["Properties"]["Method"], e["Properties"]["Path"]) for e in events)
         self.assertEqual(routes("IngestFunction"), [("ANY", "/events/greenhouse/{id}")])
-        paths = ["/instances", "/instances/{id}", "/instances/{id}/events", "/instances/{id}/events/redeliver",
-                 "/instances/{id}/events/{eventId}", "/instances/{id}/events/{eventId}/redeliver"]
+        paths = ["/instances", "/instances/{id}", "/instances/{id}/token", "/instances/{id}/events",
+                 "/instances/{id}/events/redeliver", "/instances/{id}/events/{eventId}",
+                 "/instances/{id}/events/{eventId}/redeliver"]
         self.assertEqual(routes("InstancesFunction"), sorted(("ANY", p) for p in paths))
 
     def test_alarms_on_dead_letters_errors_and_throttles(self):
