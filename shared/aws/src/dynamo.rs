@@ -226,6 +226,30 @@ impl DynamoStore {
         })
     }
 
+    /// Sets one attribute of a live (not deleted) instance's item; answers the item as it now is,
+    /// or `None` when no live instance has this id.
+    async fn set_on_live_instance(&self, id: i64, attribute: &str, value: Av) -> Result<Option<Item>, StoreError> {
+        let (pk, sk) = instance_key(id);
+        let result = self
+            .dynamo
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", pk)
+            .key("sk", sk)
+            .update_expression("SET #a = :v")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(deleted_at)")
+            .expression_attribute_names("#a", attribute)
+            .expression_attribute_values(":v", value)
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => out.attributes.map(Some).ok_or_else(|| corrupt("an updated instance with no attributes")),
+            Err(e) if condition_failed(&e) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     /// The chunks of a large notification, before the row that names them: the key is a hash of
     /// the bytes, so a row never names chunks of other bytes (a Greenhouse retry of the delivery
     /// may carry other bytes while a delivery reads the old ones).
@@ -816,47 +840,15 @@ impl Instances for DynamoStore {
     }
 
     async fn delete(&self, id: i64) -> Result<bool, StoreError> {
-        let (pk, sk) = instance_key(id);
-        let result = self
-            .dynamo
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", pk)
-            .key("sk", sk)
-            .update_expression("SET deleted_at = :now")
-            .condition_expression("attribute_exists(pk) AND attribute_not_exists(deleted_at)")
-            .expression_attribute_values(":now", n(self.clock.now_ms()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(unavailable(e)),
-        }
+        Ok(self.set_on_live_instance(id, "deleted_at", n(self.clock.now_ms())).await?.is_some())
     }
 
     async fn replace_token(&self, id: i64, token_hash: String) -> Result<Option<Instance>, StoreError> {
-        let (pk, sk) = instance_key(id);
-        let result = self
-            .dynamo
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", pk)
-            .key("sk", sk)
-            .update_expression("SET token_hash = :t")
-            .condition_expression("attribute_exists(pk) AND attribute_not_exists(deleted_at)")
-            .expression_attribute_values(":t", s(&token_hash))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        match result {
-            Ok(out) => match out.attributes.as_ref().map(Self::instance_from_item).transpose()? {
-                Some(instance) => Ok(Some(instance)),
-                None => Err(corrupt("an updated instance with no attributes")),
-            },
-            Err(e) if condition_failed(&e) => Ok(None),
-            Err(e) => Err(unavailable(e)),
-        }
+        self.set_on_live_instance(id, "token_hash", s(&token_hash))
+            .await?
+            .as_ref()
+            .map(Self::instance_from_item)
+            .transpose()
     }
 
     async fn record_ping(&self, id: i64, ping: Map<String, Value>) -> Result<(), StoreError> {
