@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client as Dynamo;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue as Av, ReturnValue};
 use futures_util::StreamExt;
@@ -226,16 +227,25 @@ impl DynamoStore {
         })
     }
 
+    /// An UpdateItem of an instance's item.
+    fn update_instance(&self, id: i64) -> UpdateItemFluentBuilder {
+        let (pk, sk) = instance_key(id);
+        self.dynamo.update_item().table_name(&self.table).key("pk", pk).key("sk", sk)
+    }
+
+    /// A live (not deleted) instance's item, read consistently.
+    async fn live_instance_item(&self, id: i64) -> Result<Option<Item>, StoreError> {
+        let (pk, sk) = instance_key(id);
+        let request = self.dynamo.get_item().table_name(&self.table).key("pk", pk).key("sk", sk);
+        let out = request.consistent_read(true).send().await.map_err(unavailable)?;
+        Ok(out.item.filter(|item| !item.contains_key("deleted_at")))
+    }
+
     /// Sets one attribute of a live (not deleted) instance's item; answers the item as it now is,
     /// or `None` when no live instance has this id.
     async fn set_on_live_instance(&self, id: i64, attribute: &str, value: Av) -> Result<Option<Item>, StoreError> {
-        let (pk, sk) = instance_key(id);
         let result = self
-            .dynamo
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", pk)
-            .key("sk", sk)
+            .update_instance(id)
             .update_expression("SET #a = :v")
             .condition_expression("attribute_exists(pk) AND attribute_not_exists(deleted_at)")
             .expression_attribute_names("#a", attribute)
@@ -741,21 +751,7 @@ impl Instances for DynamoStore {
     }
 
     async fn get(&self, id: i64) -> Result<Option<Instance>, StoreError> {
-        let (pk, sk) = instance_key(id);
-        let out = self
-            .dynamo
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", pk)
-            .key("sk", sk)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        match out.item {
-            Some(item) if !item.contains_key("deleted_at") => Ok(Some(Self::instance_from_item(&item)?)),
-            _ => Ok(None),
-        }
+        self.live_instance_item(id).await?.as_ref().map(Self::instance_from_item).transpose()
     }
 
     async fn list(&self, after: Option<i64>, limit: usize) -> Result<Vec<Instance>, StoreError> {
@@ -789,31 +785,13 @@ impl Instances for DynamoStore {
     /// spec is compared with `expected` at the revision read, and written only while the item
     /// is still at that revision.
     async fn update(&self, id: i64, expected: &InstanceSpec, spec: InstanceSpec) -> Result<SpecUpdate, StoreError> {
-        let (pk, sk) = instance_key(id);
-        let out = self
-            .dynamo
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", pk.clone())
-            .key("sk", sk.clone())
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let item = match out.item {
-            Some(item) if !item.contains_key("deleted_at") => item,
-            _ => return Ok(SpecUpdate::Gone),
-        };
+        let Some(item) = self.live_instance_item(id).await? else { return Ok(SpecUpdate::Gone) };
         if Self::instance_from_item(&item)?.spec != *expected {
             return Ok(SpecUpdate::Changed);
         }
         let revision = get_n::<i64>(&item, "revision").unwrap_or(0);
         let result = self
-            .dynamo
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", pk)
-            .key("sk", sk)
+            .update_instance(id)
             .update_expression("SET #n = :n, tags = :t, configuration = :c, revision = :next")
             .condition_expression(
                 "attribute_exists(pk) AND attribute_not_exists(deleted_at) \
@@ -852,12 +830,7 @@ impl Instances for DynamoStore {
     }
 
     async fn record_ping(&self, id: i64, ping: Map<String, Value>) -> Result<(), StoreError> {
-        let (pk, sk) = instance_key(id);
-        self.dynamo
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", pk)
-            .key("sk", sk)
+        self.update_instance(id)
             .update_expression("SET last_ping = :p")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":p", s(serde_json::to_string(&ping).unwrap_or_default()))
