@@ -85,6 +85,14 @@ pub fn parse_create(body: &[u8]) -> Result<(InstanceSpec, Option<String>), Confi
         Some(_) => return Err(invalid("configuration", "must be an object")),
         None => return Err(invalid("configuration", "is required")),
     };
+    // A body copied from an answer would otherwise make the mask itself a key, one anybody can
+    // guess.
+    if let Some((k, _)) = configuration.iter().find(|(k, v)| is_secret_key(k) && holds_mask(v)) {
+        return Err(invalid(
+            &format!("configuration.{k}"),
+            format!("`{MASK}` is how answers show a secret: send the secret itself"),
+        ));
+    }
     let generated = if configuration.get(VENDOR_SIGNATURE_KEY).is_none_or(Value::is_null) {
         let secret = generate_secret();
         configuration.insert(VENDOR_SIGNATURE_KEY.to_owned(), Value::String(secret.clone()));
@@ -116,6 +124,15 @@ pub fn apply_patch(current: &InstanceSpec, body: &[u8]) -> Result<InstanceSpec, 
                     configuration.remove(k);
                 } else if is_secret_key(k) && v.as_str() == Some(MASK) {
                     // A client echoing a masked value back means "unchanged".
+                } else if is_secret_key(k)
+                    && let Value::Array(items) = v
+                    && holds_mask(v)
+                {
+                    // Among keys, the mask stands for those stored now: `["<new>", "********"]`
+                    // adds a key beside them (a rotation) without sending them again.
+                    if let Some(keys) = with_stored(items, configuration.get(k)) {
+                        configuration.insert(k.clone(), keys);
+                    }
                 } else {
                     configuration.insert(k.clone(), v.clone());
                 }
@@ -132,6 +149,35 @@ pub fn apply_patch(current: &InstanceSpec, body: &[u8]) -> Result<InstanceSpec, 
     let (configuration, settings) = normalize(configuration)?;
     check_size(&configuration)?;
     Ok(InstanceSpec { name, tags, configuration, settings })
+}
+
+/// The mask, or a list holding it.
+fn holds_mask(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s == MASK,
+        Value::Array(items) => items.iter().any(|i| i.as_str() == Some(MASK)),
+        _ => false,
+    }
+}
+
+/// `items` with each mask replaced by the stored value (one key or a list of them), each key once,
+/// in order; `None` when that leaves none (nothing stored, nothing new).
+fn with_stored(items: &[Value], stored: Option<&Value>) -> Option<Value> {
+    let stored = match stored {
+        Some(Value::Array(keys)) => keys.clone(),
+        Some(v) if !v.is_null() => vec![v.clone()],
+        _ => vec![],
+    };
+    let mut keys: Vec<Value> = vec![];
+    for item in items {
+        let expanded = if item.as_str() == Some(MASK) { stored.clone() } else { vec![item.clone()] };
+        for key in expanded {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+    }
+    (!keys.is_empty()).then_some(Value::Array(keys))
 }
 
 fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ConfigError> {
@@ -405,6 +451,55 @@ mod tests {
         assert!(shown.contains(r#""event.notification.signature.key":"********""#), "{shown}");
         assert!(!shown.contains("old") && !shown.contains("new"), "{shown}");
         assert!(!format!("{:?}", rotating.settings).contains("old"));
+    }
+
+    #[test]
+    fn among_keys_the_mask_stands_for_the_stored_ones_and_at_creation_it_is_refused() {
+        let cb = "https://x/";
+        let (one, _) =
+            parse_create(&body(json!({"event.notification.callback.url": cb, "event.vendor.signature.key": "gh-old"})))
+                .unwrap();
+        let patch = |spec: &InstanceSpec, key: &str, v: Value| {
+            apply_patch(spec, serde_json::to_vec(&json!({"configuration": {key: v}})).unwrap().as_slice())
+        };
+        // A Greenhouse key added beside the stored one, without sending it again; then alone.
+        let both = patch(&one, VENDOR_SIGNATURE_KEY, json!(["gh-new", MASK])).unwrap();
+        assert_eq!(both.settings.vendor_keys, ["gh-new", "gh-old"]);
+        let three = patch(&both, VENDOR_SIGNATURE_KEY, json!([MASK, "gh-3"])).unwrap();
+        assert_eq!(three.settings.vendor_keys, ["gh-new", "gh-old", "gh-3"]);
+        // Each key once: one sent again beside the mask is not doubled.
+        let again = patch(&both, VENDOR_SIGNATURE_KEY, json!(["gh-old", MASK, MASK])).unwrap();
+        assert_eq!(again.settings.vendor_keys, ["gh-old", "gh-new"]);
+        assert_eq!(patch(&both, VENDOR_SIGNATURE_KEY, json!([MASK])).unwrap(), both);
+        // The notification key: none stored, so the mask adds nothing; within the limit of four.
+        let signing = patch(&one, SIGNATURE_KEY, json!(["s-new", MASK])).unwrap();
+        assert_eq!(signing.settings.signature_keys, ["s-new"]);
+        assert_eq!(patch(&one, SIGNATURE_KEY, json!([MASK])).unwrap(), one, "nothing stored, nothing added");
+        let full = patch(&signing, SIGNATURE_KEY, json!(["a", "b", "c", MASK])).unwrap();
+        assert_eq!(full.settings.signature_keys, ["a", "b", "c", "s-new"]);
+        let over = patch(&full, SIGNATURE_KEY, json!(["e", MASK])).unwrap_err();
+        assert_eq!(
+            (over.field.as_str(), over.message.contains("at most 4")),
+            (format!("configuration.{SIGNATURE_KEY}").as_str(), true)
+        );
+        // Shown masked, whatever the list.
+        let shown = serde_json::to_string(&masked(&three.configuration)).unwrap();
+        assert!(!shown.contains("gh-"), "{shown}");
+        // At creation nothing is stored: the mask would become a key anyone can guess (a body
+        // copied from an answer), so it is refused, naming the field.
+        for (key, v) in [
+            (VENDOR_SIGNATURE_KEY, json!(MASK)),
+            (VENDOR_SIGNATURE_KEY, json!(["k", MASK])),
+            (SIGNATURE_KEY, json!(MASK)),
+            (API_KEY, json!(MASK)),
+            ("oauth.client.secret", json!(MASK)),
+        ] {
+            let err = parse_create(&body(json!({"event.notification.callback.url": cb, key: v}))).unwrap_err();
+            assert_eq!(err.field, format!("configuration.{key}"), "{v}");
+            assert!(err.message.contains("send the secret itself"), "{err}");
+        }
+        // Not a secret's field: a value like any other.
+        assert!(parse_create(&body(json!({"event.notification.callback.url": cb, "x.note": MASK}))).is_ok());
     }
 
     #[test]
