@@ -125,6 +125,55 @@ async fn a_signature_key_rotation_signs_with_both_keys_until_the_old_one_is_drop
     server.stop().await;
 }
 
+/// A key is added beside the stored ones by sending the mask in their place, so a generated
+/// Greenhouse key (shown once) or a signing key rotates without being sent again; at creation the
+/// mask is refused.
+#[tokio::test]
+async fn keys_rotate_by_adding_one_beside_the_mask_and_the_mask_is_never_a_key() {
+    let dir = tmp();
+    let rx = Receiver::start().await;
+    let server = Server::start(config(dir.path(), 1.0)).await;
+    let inst = server.create_instance(&rx.url(), json!({"event.vendor.signature.key": null})).await;
+    let (id, generated) = (id_of(&inst), inst["webhookSecret"].as_str().unwrap().to_owned());
+    let (admin, path) = (admin(), format!("/instances/{id}"));
+    let patch = |key: &str, v: Value| {
+        server.call("PATCH", &path, Some(admin.as_str()), Some(json!({"configuration": {key: v}})))
+    };
+    let body = fixture("job_created.json");
+    // Greenhouse: the new key beside the generated one; webhooks signed with either verify.
+    let (status, v) = patch("event.vendor.signature.key", json!(["gh-new-key", "********"])).await;
+    assert_eq!((status, &v["configuration"]["event.vendor.signature.key"]), (200, &json!("********")), "{v}");
+    assert_eq!(server.webhook(id, &body, &generated, Some("gh-k1")).await.0, 200, "the generated key, still");
+    assert_eq!(server.webhook(id, &body, "gh-new-key", Some("gh-k2")).await.0, 200, "the new key, already");
+    assert_eq!(server.webhook(id, &body, "gh-other", Some("gh-k3")).await.0, 401);
+    // Once every Greenhouse webhook has the new key: it alone.
+    assert_eq!(patch("event.vendor.signature.key", json!("gh-new-key")).await.0, 200);
+    assert_eq!(server.webhook(id, &body, &generated, Some("gh-k4")).await.0, 401);
+    assert_eq!(server.webhook(id, &body, "gh-new-key", Some("gh-k5")).await.0, 200);
+    // The signing key the same way: the new one first, the stored one kept.
+    assert_eq!(patch("event.notification.signature.key", json!(["signing-new", "********"])).await.0, 200);
+    let (old, new) = (standard_verifier(SIGNING_KEY), standard_verifier("signing-new"));
+    assert_eq!(server.webhook(id, &body, "gh-new-key", Some("gh-k6")).await.0, 200);
+    let got = rx.wait_for(4, WAIT).await;
+    let n = got.iter().find(|n| n.header("webhook-signature").contains(' ')).expect("a notification signed twice");
+    old.verify(&n.body, &n.headers).expect("a receiver still on the old key");
+    new.verify(&n.body, &n.headers).expect("a receiver already on the new key");
+    // At creation there is nothing to keep: the mask would be a key anyone can guess.
+    let before = server.call("GET", "/instances", Some(&admin), None).await.1;
+    for (key, v) in [
+        ("event.vendor.signature.key", json!("********")),
+        ("event.notification.signature.key", json!(["k", "********"])),
+    ] {
+        let configuration = json!({"event.notification.callback.url": rx.url(), key: v});
+        let body = json!({"element": {"key": "greenhouse"}, "name": "copy", "configuration": configuration});
+        let (status, v) = server.call("POST", "/instances", Some(&admin), Some(body)).await;
+        assert_eq!(status, 400, "{v}");
+        assert!(v["message"].as_str().unwrap().contains(key), "{v}");
+    }
+    assert_eq!(server.call("GET", "/instances", Some(&admin), None).await.1, before, "nothing created");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_repeated_greenhouse_event_id_is_queued_once_with_the_same_event_id() {
     let dir = tmp();

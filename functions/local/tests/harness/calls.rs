@@ -210,9 +210,11 @@ pub fn valid_value(key: &'static str) -> BoxedStrategy<Value> {
         ]
         .boxed(),
         // One key, or several: Greenhouse's (one per webhook), the notifications' (a rotation).
+        // A new key beside the mask keeps the stored ones in a PATCH (and is refused at creation).
         "event.vendor.signature.key" | "event.notification.signature.key" => prop_oneof![
-            2 => pool(),
-            1 => (0..POOL.len(), 0..POOL.len()).prop_map(|(a, b)| json!([POOL[a], POOL[b]])),
+            4 => pool(),
+            2 => (0..POOL.len(), 0..POOL.len()).prop_map(|(a, b)| json!([POOL[a], POOL[b]])),
+            1 => (0..POOL.len()).prop_map(|a| json!([POOL[a], relay_core::instance::MASK])),
         ]
         .boxed(),
         _ => pool().boxed(),
@@ -573,7 +575,17 @@ impl Known {
             && let Some(keys) = vendor_keys.clone()
             && let Some(known) = self.instances.iter_mut().find(|i| Some(i.0) == answer["id"].as_i64())
         {
-            known.2 = keys;
+            // The mask stands for the keys stored now (alone: unchanged).
+            let mut merged: Vec<String> = vec![];
+            for key in keys {
+                let expanded = if key == relay_core::instance::MASK { known.2.clone() } else { vec![key] };
+                for key in expanded {
+                    if !merged.contains(&key) {
+                        merged.push(key);
+                    }
+                }
+            }
+            known.2 = merged;
         }
         // The old token stays among the secrets: no answer may show it again either.
         if Self::is_new_token(call, status)
