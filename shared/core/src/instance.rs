@@ -302,12 +302,20 @@ pub fn is_secret_key(key: &str) -> bool {
         || k.ends_with("token")
 }
 
-/// The configuration as responses show it: every secret replaced by the mask.
+/// The configuration as responses show it: every secret replaced by the mask, a list of keys by
+/// a list of masks, one per key (so that a rotation in progress shows, and the list sent back as
+/// it is shown keeps the keys: each mask stands for them).
 pub fn masked(configuration: &Map<String, Value>) -> Map<String, Value> {
+    let mask = || Value::String(MASK.to_owned());
     configuration
         .iter()
         .map(|(k, v)| {
-            let v = if is_secret_key(k) && !v.is_null() { Value::String(MASK.to_owned()) } else { v.clone() };
+            let v = match v {
+                _ if !is_secret_key(k) => v.clone(),
+                Value::Null => Value::Null,
+                Value::Array(keys) => Value::Array(keys.iter().map(|_| mask()).collect()),
+                _ => mask(),
+            };
             (k.clone(), v)
         })
         .collect()
@@ -448,7 +456,7 @@ mod tests {
         let done = apply_patch(&kept, br#"{"configuration":{"event.notification.signature.key":"new"}}"#).unwrap();
         assert_eq!(done.settings.signature_keys, ["new"]);
         let shown = serde_json::to_string(&masked(&rotating.configuration)).unwrap();
-        assert!(shown.contains(r#""event.notification.signature.key":"********""#), "{shown}");
+        assert!(shown.contains(r#""event.notification.signature.key":["********","********"]"#), "{shown}");
         assert!(!shown.contains("old") && !shown.contains("new"), "{shown}");
         assert!(!format!("{:?}", rotating.settings).contains("old"));
     }
@@ -483,8 +491,12 @@ mod tests {
             (format!("configuration.{SIGNATURE_KEY}").as_str(), true)
         );
         // Shown masked, whatever the list.
-        let shown = serde_json::to_string(&masked(&three.configuration)).unwrap();
-        assert!(!shown.contains("gh-"), "{shown}");
+        let shown = masked(&three.configuration);
+        assert_eq!(shown[VENDOR_SIGNATURE_KEY], json!([MASK, MASK, MASK]), "one mask per key");
+        assert!(!serde_json::to_string(&shown).unwrap().contains("gh-"), "{shown:?}");
+        // Sent back as shown, the list keeps the keys.
+        let echoed = patch(&three, VENDOR_SIGNATURE_KEY, shown[VENDOR_SIGNATURE_KEY].clone()).unwrap();
+        assert_eq!(echoed, three);
         // At creation nothing is stored: the mask would become a key anyone can guess (a body
         // copied from an answer), so it is refused, naming the field.
         for (key, v) in [
