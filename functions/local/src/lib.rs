@@ -23,6 +23,8 @@ use relay_sqlite::{SqliteStore, Worker, WorkerConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub mod listen;
+
 /// Bodies up to this size are read whole (and refused with 413 past 1 MiB) so the client sees
 /// the 413; a larger one is cut off.
 const READ_LIMIT: usize = 4 * MAX_BODY_BYTES;

@@ -1,4 +1,5 @@
-//! `greenhouse-relay serve`: the local (single-process) runtime.
+//! `greenhouse-relay serve`: the local (single-process) runtime. `greenhouse-relay listen`: a
+//! callback receiver that checks and prints what the relay sends, for trying it out.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +22,18 @@ struct Cli {
 enum Command {
     /// Serve the API, the ingest URL and the delivery worker on one port.
     Serve(Serve),
+    /// Receive notifications as a callback: check their signatures, print one JSON line each.
+    Listen(Listen),
+}
+
+#[derive(Parser)]
+struct Listen {
+    #[arg(long, env = "RECEIVER_ADDR", default_value = "127.0.0.1:8081")]
+    addr: SocketAddr,
+    /// The instance's `event.notification.signature.key` (repeat it for several). Without one,
+    /// notifications are accepted unchecked.
+    #[arg(long = "signature-key", env = "SIGNATURE_KEY", hide_env_values = true)]
+    signature_keys: Vec<String>,
 }
 
 #[derive(Parser)]
@@ -70,7 +83,10 @@ struct Serve {
 }
 
 fn main() -> std::process::ExitCode {
-    let Command::Serve(args) = Cli::parse().command;
+    let args = match Cli::parse().command {
+        Command::Serve(args) => args,
+        Command::Listen(args) => return listen(args),
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     if args.log_format == "text" {
         tracing_subscriber::fmt().with_env_filter(filter).init();
@@ -88,6 +104,33 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn listen(args: Listen) -> std::process::ExitCode {
+    let keys: Vec<String> = args.signature_keys.into_iter().filter(|k| !k.is_empty()).collect();
+    let result = tokio::runtime::Runtime::new().map_err(|e| e.to_string()).and_then(|runtime| {
+        runtime.block_on(async {
+            let out: greenhouse_relay::listen::Output = std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout()));
+            let listening = greenhouse_relay::listen::start(args.addr, keys.clone(), out).await?;
+            let checking = match keys.len() {
+                0 => "accepting notifications unchecked: no --signature-key".to_owned(),
+                n => format!("checking signatures with {n} key(s)"),
+            };
+            eprintln!("listening on http://{}, {checking}; one JSON line per notification", listening.addr);
+            tokio::select! {
+                _ = listening.wait() => {}
+                _ = wait_for_signal() => {}
+            }
+            Ok::<_, String>(())
+        })
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
             eprintln!("error: {e}");
             std::process::ExitCode::FAILURE
         }
