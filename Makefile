@@ -8,13 +8,17 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 VENV := .venv-tools
 SAM_VENV := .venv-sam
 
-.PHONY: help run test test-rust test-infra api-fuzz validate validate-sam build deploy invoke coldstart conformance parity-aws bench-core bench-store bench-local fuzz tools-wrk fmt lint
+.PHONY: help run listen test test-rust test-infra api-fuzz validate validate-sam build deploy invoke coldstart conformance parity-aws bench-core bench-store bench-local fuzz tools-wrk fmt lint
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
 run: ## Build (release) and start the local mode on 127.0.0.1:3000 (see README for settings)
 	@scripts/run-local.sh
+
+listen: ## A callback receiver on 127.0.0.1:8081 (RECEIVER_ADDR) that checks and prints notifications (key: SIGNATURE_KEY, default change-me)
+	$(CARGO) build --release --locked -p greenhouse-relay
+	SIGNATURE_KEY=$${SIGNATURE_KEY:-change-me} $(TARGET_DIR)/release/greenhouse-relay listen
 
 test: test-rust test-infra conformance api-fuzz parity-aws ## Every test: unit, property, end-to-end, crash, template, conformance (local and AWS), API fuzzing
 
