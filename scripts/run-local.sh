@@ -29,7 +29,7 @@ cat <<MSG
 
 greenhouse-relay (local mode) on http://$listen, database ${DATABASE_PATH:-data/greenhouse-relay.db}
 Admin calls use the header "Authorization: User \$ADMIN_USER_SECRET, Organization \$ADMIN_ORG_SECRET".
-Create an instance from another shell:
+Create an instance from another shell (and in a third, \`make listen\` receives its notifications):
 $load
   curl -s http://$listen/instances -H 'Content-Type: application/json' \\
     -H "Authorization: User \$ADMIN_USER_SECRET, Organization \$ADMIN_ORG_SECRET" \\
