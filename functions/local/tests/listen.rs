@@ -16,34 +16,28 @@ use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+/// What a receiver printed: the lines written to a `Logs` buffer, kept as they are read.
+#[derive(Default)]
+struct Lines {
+    written: harness::calls::Logs,
+    read: String,
 }
 
 impl Lines {
     fn output(&self) -> listen::Output {
-        Arc::new(Mutex::new(self.clone()))
+        Arc::new(Mutex::new(self.written.clone()))
     }
 
     /// Waits for the first line printed for `event_id`.
-    async fn wait_for(&self, event_id: &str) -> Value {
+    async fn wait_for(&mut self, event_id: &str) -> Value {
         let deadline = Instant::now() + WAIT;
         loop {
-            let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-            let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            self.read.push_str(&self.written.take());
+            let lines: Vec<Value> = self.read.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
             if let Some(line) = lines.iter().find(|l| l["eventId"] == event_id) {
                 return line.clone();
             }
-            assert!(Instant::now() < deadline, "no line for {event_id}: {text}");
+            assert!(Instant::now() < deadline, "no line for {event_id}: {}", self.read);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -54,7 +48,7 @@ async fn the_receiver_accepts_what_its_key_signed_and_refuses_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(config(dir.path(), 1.0)).await;
     let any = "127.0.0.1:0".parse().unwrap();
-    let (right, wrong, open) = (Lines::default(), Lines::default(), Lines::default());
+    let (mut right, mut wrong, mut open) = (Lines::default(), Lines::default(), Lines::default());
     let receivers = [
         listen::start(any, vec!["an-older-key".into(), SIGNING_KEY.into()], right.output()).await.unwrap(),
         listen::start(any, vec!["not-the-key".into()], wrong.output()).await.unwrap(),
