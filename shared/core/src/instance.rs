@@ -161,8 +161,11 @@ fn holds_mask(v: &Value) -> bool {
 }
 
 /// `items` with each mask replaced by the stored value (one key or a list of them), each key once,
-/// in order; `None` when that leaves none (nothing stored, nothing new).
+/// in order; `None` (left as stored) when all are masks, or when that leaves none.
 fn with_stored(items: &[Value], stored: Option<&Value>) -> Option<Value> {
+    if items.iter().all(|i| i.as_str() == Some(MASK)) {
+        return None;
+    }
     let stored = match stored {
         Some(Value::Array(keys)) => keys.clone(),
         Some(v) if !v.is_null() => vec![v.clone()],
@@ -479,6 +482,9 @@ mod tests {
         let again = patch(&both, VENDOR_SIGNATURE_KEY, json!(["gh-old", MASK, MASK])).unwrap();
         assert_eq!(again.settings.vendor_keys, ["gh-old", "gh-new"]);
         assert_eq!(patch(&both, VENDOR_SIGNATURE_KEY, json!([MASK])).unwrap(), both);
+        // Masks alone leave the keys as stored, a single key as a string.
+        assert_eq!(patch(&one, VENDOR_SIGNATURE_KEY, json!([MASK, MASK])).unwrap(), one);
+        assert_eq!(one.configuration[VENDOR_SIGNATURE_KEY], json!("gh-old"));
         // The notification key: none stored, so the mask adds nothing; within the limit of four.
         let signing = patch(&one, SIGNATURE_KEY, json!(["s-new", MASK])).unwrap();
         assert_eq!(signing.settings.signature_keys, ["s-new"]);
