@@ -2,6 +2,7 @@
 //! SQLite store and queue, and the delivery worker, wired together.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -147,19 +148,28 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let (shutdown, rx) = watch::channel(false);
     let worker = Worker { store, callback, clock, config: config.worker };
     let worker = tokio::spawn(worker.run(rx.clone()));
-    let server = tokio::spawn(serve(listener, Arc::new(api), config.read_timeout, rx));
+    let (api, read_timeout) = (Arc::new(api), config.read_timeout);
+    let handler = move |req| {
+        let api = api.clone();
+        async move { handle(&api, req, read_timeout).await }
+    };
+    let server = tokio::spawn(serve(listener, read_timeout, rx, handler));
     tracing::info!(%addr, public_base_url, "listening");
     Ok(Running { addr, public_base_url, shutdown, server, worker })
 }
 
 /// Accepts connections until `stop` turns true, then waits for the requests in flight (idle
-/// connections are closed at once).
-async fn serve(
+/// connections are closed at once). Each request goes to `handler`; a client must send its
+/// headers within `read_timeout`.
+pub(crate) async fn serve<H, F>(
     listener: tokio::net::TcpListener,
-    api: Arc<Api>,
     read_timeout: Duration,
     mut stop: watch::Receiver<bool>,
-) {
+    handler: H,
+) where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(read_timeout);
     let graceful = GracefulShutdown::new();
@@ -178,10 +188,10 @@ async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let api = api.clone();
+        let handler = handler.clone();
         let service = hyper::service::service_fn(move |req| {
-            let api = api.clone();
-            async move { Ok::<_, Infallible>(handle(&api, req, read_timeout).await) }
+            let response = handler(req);
+            async move { Ok::<_, Infallible>(response.await) }
         });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
@@ -194,18 +204,36 @@ async fn serve(
     graceful.shutdown().await;
 }
 
+/// Why a request body could not be read whole.
+pub(crate) enum BodyError {
+    /// Over the limit.
+    TooLarge,
+    /// Not all there within the read timeout.
+    TimedOut,
+    Unreadable(String),
+}
+
+/// A request body, read whole within `read_timeout`: at most `limit` bytes.
+pub(crate) async fn read_body(body: Incoming, limit: usize, read_timeout: Duration) -> Result<Bytes, BodyError> {
+    match tokio::time::timeout(read_timeout, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(BodyError::TooLarge),
+        Ok(Err(e)) => Err(BodyError::Unreadable(e.to_string())),
+        Err(_) => Err(BodyError::TimedOut),
+    }
+}
+
 async fn handle(api: &Api, req: Request<Incoming>, read_timeout: Duration) -> Response<Full<Bytes>> {
     let request_id = uuid::Uuid::new_v4().to_string();
     let (parts, body) = req.into_parts();
     let refuse = |e: ApiError| e.into_response(&request_id).map(Full::new);
-    let bytes: Bytes = match tokio::time::timeout(read_timeout, Limited::new(body, READ_LIMIT).collect()).await {
-        Ok(Ok(collected)) => match collected.to_bytes() {
-            b if b.len() <= MAX_BODY_BYTES => b,
-            _ => return refuse(ApiError::TooLarge),
-        },
-        Ok(Err(e)) if e.is::<LengthLimitError>() => return refuse(ApiError::TooLarge),
-        Ok(Err(e)) => return refuse(ApiError::BadRequest(format!("could not read the request body: {e}"))),
-        Err(_) => return refuse(ApiError::BodyTimeout(read_timeout)),
+    let bytes = match read_body(body, READ_LIMIT, read_timeout).await {
+        Ok(b) if b.len() <= MAX_BODY_BYTES => b,
+        Ok(_) | Err(BodyError::TooLarge) => return refuse(ApiError::TooLarge),
+        Err(BodyError::Unreadable(e)) => {
+            return refuse(ApiError::BadRequest(format!("could not read the request body: {e}")));
+        }
+        Err(BodyError::TimedOut) => return refuse(ApiError::BodyTimeout(read_timeout)),
     };
     api.handle(Request::from_parts(parts, bytes), &request_id).await.map(Full::new)
 }

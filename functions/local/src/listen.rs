@@ -6,7 +6,6 @@
 //! `Elements-Webhook-Signature` (the Cloud Elements scheme, by the relay's first key only)
 //! verifies with one of the keys.
 
-use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -17,11 +16,11 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use hmac::{Hmac, KeyInit, Mac};
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Value, json};
 use sha2::Sha256;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// More than any notification: a 1 MiB Greenhouse body, escaped, in the envelope.
@@ -31,18 +30,17 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Where the lines go (stdout for the command, a buffer in tests).
 pub type Output = Arc<Mutex<dyn Write + Send>>;
 
-/// A started receiver: where it listens; dropping it does not stop it, `stop` does.
+/// A started receiver: where it listens, and how to stop it.
 pub struct Listening {
     pub addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 impl Listening {
-    pub fn stop(self) {
-        self.task.abort();
-    }
-
-    pub async fn wait(self) {
+    /// Graceful stop: no new requests, those in flight answered.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
         let _ = self.task.await;
     }
 }
@@ -52,26 +50,13 @@ pub async fn start(addr: SocketAddr, keys: Vec<String>, out: Output) -> Result<L
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let keys = Arc::new(keys);
-    let task = tokio::spawn(async move {
-        let mut http = hyper::server::conn::http1::Builder::new();
-        http.timer(TokioTimer::new()).header_read_timeout(READ_TIMEOUT);
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            };
-            let (keys, out) = (keys.clone(), out.clone());
-            let service = hyper::service::service_fn(move |req| {
-                let (keys, out) = (keys.clone(), out.clone());
-                async move { Ok::<_, Infallible>(receive(req, &keys, &out).await) }
-            });
-            let connection = http.serve_connection(TokioIo::new(stream), service);
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-        }
-    });
-    Ok(Listening { addr, task })
+    let handler = move |req| {
+        let (keys, out) = (keys.clone(), out.clone());
+        async move { receive(req, &keys, &out).await }
+    };
+    let (shutdown, stop) = watch::channel(false);
+    let task = tokio::spawn(crate::serve(listener, READ_TIMEOUT, stop, handler));
+    Ok(Listening { addr, shutdown, task })
 }
 
 fn answer(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
@@ -88,9 +73,8 @@ async fn receive(req: Request<Incoming>, keys: &[String], out: &Output) -> Respo
         return r;
     }
     let (parts, body) = req.into_parts();
-    let body = match tokio::time::timeout(READ_TIMEOUT, Limited::new(body, BODY_LIMIT).collect()).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        _ => return answer(StatusCode::BAD_REQUEST, &json!({"message": "the body could not be read"})),
+    let Ok(body) = crate::read_body(body, BODY_LIMIT, READ_TIMEOUT).await else {
+        return answer(StatusCode::BAD_REQUEST, &json!({"message": "the body could not be read whole"}));
     };
     let verdict = standard(&parts.headers, &body, keys);
     let notification: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);

@@ -121,10 +121,8 @@ fn listen(args: Listen) -> std::process::ExitCode {
                 n => format!("checking signatures with {n} key(s)"),
             };
             eprintln!("listening on http://{}, {checking}; one JSON line per notification", listening.addr);
-            tokio::select! {
-                _ = listening.wait() => {}
-                _ = wait_for_signal() => {}
-            }
+            wait_for_signal().await;
+            listening.stop().await;
             Ok::<_, String>(())
         })
     });

@@ -98,7 +98,7 @@ async fn the_receiver_accepts_what_its_key_signed_and_refuses_the_rest() {
     assert_eq!((&line["verified"], &line["elementsSignature"]), (&Value::Null, &Value::Null), "{line}");
     server.wait_status(*id, event_id, "delivered", WAIT).await;
     for receiver in receivers {
-        receiver.stop();
+        receiver.stop().await;
     }
     server.stop().await;
 }
