@@ -106,13 +106,23 @@ async fn the_receiver_accepts_what_its_key_signed_and_refuses_the_rest() {
 /// The command: `--addr`, its key from `SIGNATURE_KEY`, the address on stderr, the lines on stdout.
 #[tokio::test]
 async fn the_command_checks_with_the_key_from_its_environment() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_greenhouse-relay"))
+    /// Killed however the test ends, a failed assertion included.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Command::new(env!("CARGO_BIN_EXE_greenhouse-relay"))
         .args(["listen", "--addr", "127.0.0.1:0"])
         .env("SIGNATURE_KEY", "env-key")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut child = Killed(child);
+    let child = &mut child.0;
     let mut banner = String::new();
     BufReader::new(child.stderr.take().unwrap()).read_line(&mut banner).unwrap();
     assert!(banner.contains("checking signatures with 1 key(s)") && !banner.contains("env-key"), "{banner}");
@@ -136,6 +146,4 @@ async fn the_command_checks_with_the_key_from_its_environment() {
     }
     let answer = http.get(format!("{url}/hooks")).send().await.unwrap();
     assert_eq!((answer.status().as_u16(), answer.headers()["allow"].to_str().unwrap()), (405, "POST"));
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
