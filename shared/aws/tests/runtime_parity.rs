@@ -448,18 +448,24 @@ fn life_call() -> impl Strategy<Value = Call> {
             c(Method::PATCH, Route::Instance(Target::Known(i)), Auth::Admin, body)
         }),
         1 => (0..2usize).prop_map(move |i| c(Method::DELETE, Route::Instance(Target::Known(i)), Auth::Admin, Body::None)),
+        1 => (0..2usize, prop::bool::ANY).prop_map(move |(i, admin)| {
+            let auth = if admin { Auth::Admin } else { Auth::Element(i) };
+            c(Method::POST, Route::Test(Target::Known(i)), auth, Body::None)
+        }),
         1 => (0..2usize, 0..8usize).prop_map(move |(i, e)| {
             c(Method::GET, Route::Event(Target::Known(i), EventRef::Known(e)), Auth::Admin, Body::None)
         }),
     ]
 }
 
-/// Steps of a notification's life; at most 8 webhooks, so that what is due never exceeds one
-/// receive from SQS (ten messages) and a pass covers the same notifications on both runtimes.
+/// Steps of a notification's life; at most 8 webhooks and test notifications, so that what is
+/// due never exceeds one receive from SQS (ten messages) and a pass covers the same
+/// notifications on both runtimes.
 fn life() -> impl Strategy<Value = Vec<Step>> {
     let step = prop_oneof![3 => life_call().prop_map(Step::Call), 2 => answer().prop_map(Step::Deliver)];
-    proptest::collection::vec(step, 1..16).prop_filter("at most 8 webhooks", |steps| {
-        steps.iter().filter(|s| matches!(s, Step::Call(Call { route: Route::Ingest(_), .. }))).count() <= 8
+    proptest::collection::vec(step, 1..16).prop_filter("at most 8 new notifications", |steps| {
+        let new = |s: &&Step| matches!(s, Step::Call(Call { route: Route::Ingest(_) | Route::Test(_), .. }));
+        steps.iter().filter(new).count() <= 8
     })
 }
 
@@ -560,6 +566,43 @@ fn a_new_token_answers_alike() {
         call(Method::POST, Route::Token(Target::Known(1)), Auth::Admin),
     ];
     assert_eq!(run(&calls).unwrap(), [401, 200, 200, 405, 404, 200, 404]);
+}
+
+/// Test notifications, alike on both runtimes: queued for the instance's token or an admin
+/// (with the same id: the request's), refused for another instance's token, an unknown instance
+/// and while events are disabled, then delivered to the receiver alike, failed and retried
+/// alike, and listed alike.
+#[test]
+fn a_test_notification_answers_and_is_delivered_alike() {
+    let c = |method, route, auth, body| Step::Call(Call { method, route, query: None, auth, body });
+    let test = |i, auth| c(Method::POST, Route::Test(Target::Known(i)), auth, Body::None);
+    let patch = |i, enabled| {
+        let body = Body::Json(json!({"configuration": {"event.notification.enabled": enabled}}));
+        c(Method::PATCH, Route::Instance(Target::Known(i)), Auth::Admin, body)
+    };
+    let steps = [
+        test(0, Auth::Element(0)),
+        test(1, Auth::Admin),
+        test(0, Auth::Element(1)),
+        c(Method::POST, Route::Test(Target::Literal("999")), Auth::Admin, Body::None),
+        c(Method::GET, Route::Test(Target::Known(0)), Auth::Admin, Body::None),
+        Step::Deliver(Answer::Status(500, 7)),
+        patch(1, false),
+        test(1, Auth::Admin),
+        patch(1, true),
+        Step::Deliver(Answer::Status(200, 0)),
+        c(Method::GET, Route::Events(Target::Known(0)), Auth::Admin, Body::None),
+        c(Method::GET, Route::Events(Target::Known(1)), Auth::Admin, Body::None),
+    ];
+    let answers = run_steps(&steps).unwrap();
+    let statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
+    assert_eq!(statuses, [200, 200, 401, 404, 405, 200, 409, 200, 200, 200]);
+    let (queued, listed) = (&answers[0].1["eventId"], &answers[8].1);
+    let test = listed.as_array().unwrap().iter().find(|e| &e["eventId"] == queued).unwrap();
+    assert_eq!((test["action"].as_str(), test["status"].as_str()), (Some("greenhouse_relay.test"), Some("delivered")));
+    let codes: Vec<&Value> = test["attempts"].as_array().unwrap().iter().map(|a| &a["statusCode"]).collect();
+    assert_eq!(codes, [&json!(500), &json!(200)]);
+    assert_eq!(test["notification"]["message"]["events"], json!([]));
 }
 
 /// One notification through its whole life, alike on both runtimes: eight failed attempts of

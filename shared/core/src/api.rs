@@ -81,6 +81,8 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
     /// A method the path does not serve; the answer's `Allow` lists those it does.
     #[error("method {} is not allowed here; this path serves {}", .0, .1.join(", "))]
     MethodNotAllowed(Method, &'static [&'static str]),
@@ -102,6 +104,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed(..) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge | ApiError::TooMuch(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -159,6 +162,7 @@ impl From<ManageError> for ApiError {
             ManageError::Invalid(ConfigError { field, message }) => ApiError::BadRequest(format!("{field}: {message}")),
             ManageError::BadQuery(m) => ApiError::BadRequest(m),
             ManageError::NotFound(m) => ApiError::NotFound(m),
+            ManageError::Conflict(m) => ApiError::Conflict(m),
             ManageError::Unavailable(e) => {
                 tracing::error!(error = %e, "management storage failure");
                 ApiError::Unavailable
@@ -227,7 +231,7 @@ impl Api {
     pub async fn handle(&self, req: Request<Bytes>, request_id: &str) -> Response<Bytes> {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
-        let response = match self.route(req).await {
+        let response = match self.route(req, request_id).await {
             Ok(r) => finish(r, request_id),
             Err(e) => {
                 tracing::info!(request_id, %method, path, status = e.status().as_u16(), reason = %e, "request refused");
@@ -247,7 +251,7 @@ impl Api {
         }
     }
 
-    async fn route(&self, req: Request<Bytes>) -> Result<Response<Bytes>, ApiError> {
+    async fn route(&self, req: Request<Bytes>, request_id: &str) -> Result<Response<Bytes>, ApiError> {
         let segments: Vec<String> = req.uri().path().split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
         let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
         let method = req.method().clone();
@@ -312,6 +316,12 @@ impl Api {
                 self.authorize(req.headers(), Some(id)).await?;
                 let done = self.manage().redeliver_many(id, &query()).await?;
                 ok(json!({"redelivered": done.event_ids.len(), "eventIds": done.event_ids, "more": done.more}))
+            }
+            (["instances", id, "events", "test"], &Method::POST) => {
+                let id = parse_id(id)?;
+                self.authorize(req.headers(), Some(id)).await?;
+                let event_id = self.manage().send_test(id, request_id).await?;
+                ok(json!({"eventId": event_id, "status": "pending"}))
             }
             (["instances", id, "events", event_id], &Method::GET) => {
                 let id = parse_id(id)?;
@@ -444,7 +454,9 @@ impl Api {
 /// The methods a path serves, by its shape (`None`: no such path). Any other method gets 405,
 /// with these in `Allow` (RFC 9110 asks for it), before anything else is looked at. HEAD goes
 /// wherever GET does (RFC 9110 asks servers for both).
-/// `/instances/{id}/events/redeliver` is the bulk redelivery's (POST), never a notification's.
+/// `/instances/{id}/events/redeliver` is the bulk redelivery's (POST), and
+/// `/instances/{id}/events/test` the test notification's (POST), never a notification's (event
+/// ids are UUIDs).
 fn served_methods(segs: &[&str]) -> Option<&'static [&'static str]> {
     Some(match segs {
         ["health"] => &["GET", "HEAD"],
@@ -453,6 +465,7 @@ fn served_methods(segs: &[&str]) -> Option<&'static [&'static str]> {
         ["instances", _, "token"] => &["POST"],
         ["instances", _, "events"] => &["GET", "HEAD"],
         ["instances", _, "events", "redeliver"] => &["POST"],
+        ["instances", _, "events", "test"] => &["POST"],
         ["instances", _, "events", _] => &["GET", "HEAD"],
         ["instances", _, "events", _, "redeliver"] => &["POST"],
         ["events", "greenhouse", _] => &["POST"],

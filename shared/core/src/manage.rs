@@ -1,12 +1,16 @@
 //! Use cases: manage element instances, list and redeliver their notifications.
 
 use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
 use url::Host;
 
+use crate::ingest::DEDUPE_WINDOW;
 use crate::instance::{self, CALLBACK_URL, ConfigError, InstanceSpec};
 use crate::network::NetworkPolicy;
+use crate::notification::{self, Context};
 use crate::ports::{
-    Callback, Clock, EventQuery, EventRecord, EventStatus, Events, Instance, Instances, SpecUpdate, StoreError, rfc3339,
+    AcceptOutcome, Accepted, Callback, Clock, EventQuery, EventRecord, EventStatus, Events, Instance, Instances,
+    SpecUpdate, StoreError, rfc3339,
 };
 
 pub const DEFAULT_EVENT_LIMIT: usize = 50;
@@ -34,6 +38,9 @@ pub enum ManageError {
     BadQuery(String),
     #[error("{0}")]
     NotFound(String),
+    /// The request is fine but the instance's state does not allow it.
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Unavailable(#[from] StoreError),
 }
@@ -230,6 +237,27 @@ impl Manage<'_> {
         Ok(())
     }
 
+    /// Queues a test notification (see [`test_notification`]) for the instance's callback, on the
+    /// path of every other one: the queue, the signatures, the retries, the events API. Returns its
+    /// id. Refused while events are disabled, since nothing would then be sent.
+    pub async fn send_test(&self, id: i64, request_id: &str) -> Result<String, ManageError> {
+        let instance = self.get(id).await?;
+        if !instance.settings().events_enabled {
+            return Err(ManageError::Conflict(format!(
+                "events are disabled for instance {id} (configuration.event.notification.enabled), so nothing \
+                 would be sent: enable them first"
+            )));
+        }
+        let accepted = test_notification(&instance, request_id, self.clock.now_ms());
+        let first = accepted.notifications.first().map(|n| n.event_id.clone()).unwrap_or_default();
+        let event_id = match self.events.accept(accepted).await? {
+            AcceptOutcome::Queued => first,
+            AcceptOutcome::Duplicate { event_id } => event_id,
+        };
+        tracing::info!(instance_id = id, event_id, "test notification queued");
+        Ok(event_id)
+    }
+
     /// `?status=failed&since=<RFC 3339>&limit=N`: the newest `limit` matching notifications are
     /// queued again; `more` says whether others match.
     pub async fn redeliver_many(&self, id: i64, query: &Map<String, Value>) -> Result<BulkRedelivery, ManageError> {
@@ -256,6 +284,48 @@ impl Manage<'_> {
             self.policy.check_resolved(&parsed, &addrs).map_err(bad)?;
         }
         Ok(())
+    }
+}
+
+/// The `action` of a test notification's `raw`. Greenhouse's actions are snake_case words; a
+/// dotted name is never one of them, so a receiver can tell a test from any real delivery.
+pub const TEST_ACTION: &str = "greenhouse_relay.test";
+
+/// A test notification, as the ingest would queue a Greenhouse delivery: the same envelope,
+/// with `raw` = `{"action": "greenhouse_relay.test", "payload": {...}}` and no events, so a
+/// receiver that acts on `events` does nothing with it. It is keyed by the request that asked
+/// for it, so its id is deterministic like any other: the same request id, the same test
+/// (request ids are unique per request on both runtimes).
+pub fn test_notification(instance: &Instance, request_id: &str, now_ms: i64) -> Accepted {
+    let delivery_key = format!("test:{}", hex::encode(Sha256::digest(request_id.as_bytes())));
+    let raw = json!({
+        "action": TEST_ACTION,
+        "payload": {
+            "message": format!(
+                "A test notification, sent on request (POST /instances/{}/events/test). It names no \
+                 Greenhouse object: events is empty.",
+                instance.id
+            ),
+            "requestId": request_id,
+        },
+    })
+    .to_string();
+    let accepted_at = rfc3339(now_ms);
+    let ctx = Context {
+        instance_id: instance.id,
+        instance_name: &instance.spec.name,
+        instance_tags: &instance.spec.tags,
+        accepted_at: &accepted_at,
+    };
+    // One part of a body far below every limit: `build` cannot refuse it.
+    let notifications = notification::build(&ctx, &delivery_key, &raw, &[]).unwrap_or_default();
+    Accepted {
+        instance_id: instance.id,
+        delivery_key,
+        action: TEST_ACTION.to_owned(),
+        notifications,
+        accepted_at_ms: now_ms,
+        dedupe_until_ms: now_ms + DEDUPE_WINDOW.as_millis() as i64,
     }
 }
 
@@ -357,4 +427,72 @@ fn event_query(query: &Map<String, Value>, default_status: Option<EventStatus>) 
         })?),
     };
     Ok(EventQuery { status, since_ms, limit, ids_only: false, before, max_bytes: None })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instance::Settings;
+
+    fn instance() -> Instance {
+        Instance {
+            id: 7,
+            spec: InstanceSpec {
+                name: "acme-prod".into(),
+                tags: vec!["acme".into()],
+                configuration: Map::new(),
+                settings: Settings {
+                    events_enabled: true,
+                    callback_url: Some("https://receiver.example.com/hooks".into()),
+                    signature_keys: vec![],
+                    vendor_keys: vec![],
+                },
+            },
+            token_hash: String::new(),
+            created_at_ms: 0,
+            last_ping: None,
+        }
+    }
+
+    #[test]
+    fn a_test_notification_is_the_usual_envelope_with_no_events_and_a_raw_no_greenhouse_action_has() {
+        let a = test_notification(&instance(), "req-1", 1_764_000_000_000);
+        assert_eq!((a.instance_id, a.action.as_str(), a.notifications.len()), (7, TEST_ACTION, 1));
+        assert_eq!(a.dedupe_until_ms - a.accepted_at_ms, DEDUPE_WINDOW.as_millis() as i64);
+        let n = &a.notifications[0];
+        assert_eq!(n.part, 0);
+        let v: Value = serde_json::from_slice(&n.body).unwrap();
+        assert_eq!(v["id"], n.event_id.as_str());
+        assert_eq!(v["topic"], "instance-7-greenhouse-events");
+        assert_eq!(v["createdDate"], "2025-11-24T16:00:00Z");
+        let m = &v["message"];
+        assert_eq!(m["eventId"], n.event_id.as_str());
+        assert_eq!((m["instanceId"].as_i64(), m["instance_id"].as_i64()), (Some(7), Some(7)));
+        assert_eq!((m["instanceName"].as_str(), m["instanceTags"].clone()), (Some("acme-prod"), json!(["acme"])));
+        assert_eq!(m["elementKey"], "greenhouse");
+        assert_eq!(m["events"], json!([]));
+        assert_eq!(m["raw"]["action"], TEST_ACTION);
+        assert_eq!(m["raw"]["payload"]["requestId"], "req-1");
+        assert!(m["raw"]["payload"]["message"].as_str().unwrap().contains("POST /instances/7/events/test"));
+        // Not an action the mapping knows (none of Greenhouse's has a dot).
+        let raw = serde_json::to_vec(&m["raw"]).unwrap();
+        let mapping = crate::greenhouse::parse_webhook(&raw).unwrap();
+        assert!(matches!(mapping.mapping, crate::greenhouse::Mapping::Events(ref e) if e[0].event_type == crate::greenhouse::EventType::Unknown));
+    }
+
+    #[test]
+    fn a_test_notifications_id_is_its_requests() {
+        let id = |request_id: &str, at: i64| test_notification(&instance(), request_id, at).notifications[0].event_id.clone();
+        assert_eq!(id("req-1", 0), id("req-1", 5_000));
+        assert_ne!(id("req-1", 0), id("req-2", 0));
+        let other = Instance { id: 8, ..instance() };
+        assert_ne!(id("req-1", 0), test_notification(&other, "req-1", 0).notifications[0].event_id);
+        // A request id of any length gives a key of one size (a store's key is bounded).
+        let long = test_notification(&instance(), &"r".repeat(10_000), 0);
+        assert_eq!(long.delivery_key.len(), "test:".len() + 64);
+        // Nor can a request id break out of the JSON it is written into.
+        let odd = test_notification(&instance(), "\"}]\\\u{1}", 0);
+        let v: Value = serde_json::from_slice(&odd.notifications[0].body).unwrap();
+        assert_eq!(v["message"]["raw"]["payload"]["requestId"], "\"}]\\\u{1}");
+    }
 }

@@ -109,6 +109,8 @@ pub enum Route {
     Event(Target, EventRef),
     Redeliver(Target, EventRef),
     RedeliverMany(Target),
+    /// `POST /instances/{id}/events/test`: a test notification.
+    Test(Target),
     Ingest(Target),
     Health,
     Other(String),
@@ -139,6 +141,7 @@ pub fn route() -> impl Strategy<Value = Route> {
         2 => (target(), event_ref()).prop_map(|(t, e)| Route::Event(t, e)),
         2 => (target(), event_ref()).prop_map(|(t, e)| Route::Redeliver(t, e)),
         1 => target().prop_map(Route::RedeliverMany),
+        1 => target().prop_map(Route::Test),
         4 => target().prop_map(Route::Ingest),
         1 => Just(Route::Health),
         1 => "(/[a-z%.]{0,8}){0,4}".prop_map(Route::Other),
@@ -371,7 +374,9 @@ pub fn methods_of(route: &Route) -> Vec<Method> {
         Route::Instances => vec![Method::GET, Method::HEAD, Method::POST],
         Route::Instance(_) => vec![Method::GET, Method::HEAD, Method::PATCH, Method::PUT, Method::DELETE],
         Route::Events(_) | Route::Event(..) | Route::Health | Route::Other(_) => vec![Method::GET, Method::HEAD],
-        Route::Token(_) | Route::Redeliver(..) | Route::RedeliverMany(_) | Route::Ingest(_) => vec![Method::POST],
+        Route::Token(_) | Route::Redeliver(..) | Route::RedeliverMany(_) | Route::Test(_) | Route::Ingest(_) => {
+            vec![Method::POST]
+        }
     }
 }
 
@@ -473,6 +478,7 @@ impl Known {
                 (format!("/instances/{}/events/{}/redeliver", self.target(t), self.event(e)), None)
             }
             Route::RedeliverMany(t) => (format!("/instances/{}/events/redeliver", self.target(t)), None),
+            Route::Test(t) => (format!("/instances/{}/events/test", self.target(t)), None),
             Route::Ingest(t) => (format!("/events/greenhouse/{}", self.target(t)), Some(t)),
             Route::Health => ("/health".to_owned(), None),
             Route::Other(p) => (if p.is_empty() { "/".to_owned() } else { p.clone() }, None),
@@ -708,6 +714,7 @@ pub fn kind(call: &Call) -> &'static str {
         (Route::Token(_), _) => "token",
         (Route::Events(_) | Route::Event(..), _) => "events",
         (Route::Redeliver(..) | Route::RedeliverMany(_), _) => "redeliver",
+        (Route::Test(_), _) => "test",
         (Route::Ingest(_), _) => "ingest",
         (Route::Health | Route::Other(_), _) => "other",
     }
