@@ -127,7 +127,8 @@ class Template(unittest.TestCase):
             return sorted((e["Properties"]["Method"], e["Properties"]["Path"]) for e in events)
         self.assertEqual(routes("IngestFunction"), [("ANY", "/events/greenhouse/{id}")])
         paths = ["/instances", "/instances/{id}", "/instances/{id}/token", "/instances/{id}/events",
-                 "/instances/{id}/events/redeliver", "/instances/{id}/events/{eventId}",
+                 "/instances/{id}/events/redeliver", "/instances/{id}/events/test",
+                 "/instances/{id}/events/{eventId}",
                  "/instances/{id}/events/{eventId}/redeliver"]
         self.assertEqual(routes("InstancesFunction"), sorted(("ANY", p) for p in paths))
 

@@ -34,6 +34,8 @@ $load
   curl -s http://$listen/instances -H 'Content-Type: application/json' \\
     -H "Authorization: User \$ADMIN_USER_SECRET, Organization \$ADMIN_ORG_SECRET" \\
     -d '{"element":{"key":"greenhouse"},"name":"acme","configuration":{"event.notification.callback.url":"http://127.0.0.1:8081/hooks","event.notification.signature.key":"change-me"}}'
+then send it a test notification (the token is in the answer):
+  curl -s -X POST http://$listen/instances/<id>/events/test -H "Authorization: Element <token>"
 
 MSG
 export LOG_FORMAT=${LOG_FORMAT:-text}

@@ -609,6 +609,79 @@ async fn a_new_token_replaces_the_instances_token_at_once_and_for_good() {
     server.stop().await;
 }
 
+/// `POST /instances/{id}/events/test`: a notification with no events reaches the receiver on
+/// the path of every other one (signed both ways, retried, listed, redeliverable), for the
+/// instance's token or an admin; refused for anyone else, an unknown instance, and while events
+/// are disabled, changing nothing.
+#[tokio::test]
+async fn a_test_notification_reaches_the_receiver_as_any_other_would() {
+    let dir = tmp();
+    let rx = Receiver::start().await;
+    rx.script([Reply::status(500)]);
+    let server = Server::start(config(dir.path(), 0.01)).await;
+    let a = server.create_instance(&rx.url(), json!({})).await;
+    let b = server.create_instance(&rx.url(), json!({})).await;
+    let (id, token) = (id_of(&a), format!("Element {}", a["token"].as_str().unwrap()));
+    let path = format!("/instances/{id}/events/test");
+    for auth in [None, Some(format!("Element {}", b["token"].as_str().unwrap()))] {
+        assert_eq!(server.call("POST", &path, auth.as_deref(), None).await.0, 401, "{auth:?}");
+    }
+    assert_eq!(server.call("POST", "/instances/999999/events/test", Some(&admin()), None).await.0, 404);
+    let resp = server.http.get(format!("{}{path}", server.base)).header("authorization", admin()).send().await.unwrap();
+    assert_eq!((resp.status().as_u16(), resp.headers()["allow"].to_str().unwrap()), (405, "POST"));
+    assert!(server.events(id, "").await.is_empty(), "refusals queue nothing");
+
+    let (status, queued) = server.call("POST", &path, Some(&token), None).await;
+    assert_eq!(status, 200, "{queued}");
+    let event_id = queued["eventId"].as_str().unwrap();
+    assert_eq!(queued["status"], "pending");
+    // The receiver's first answer (500) is retried, as for any notification.
+    let e = server.wait_status(id, event_id, "delivered", WAIT).await;
+    let codes: Vec<&Value> = e["attempts"].as_array().unwrap().iter().map(|a| &a["statusCode"]).collect();
+    assert_eq!(codes, [&json!(500), &json!(200)]);
+    assert_eq!(e["action"], "greenhouse_relay.test");
+    let got = rx.received();
+    assert_eq!(got.len(), 2);
+    assert_signed(&got[1], SIGNING_KEY);
+    let (msg_id, ts) = (got[1].header("webhook-id"), got[1].header("webhook-timestamp"));
+    let mut headers = http::HeaderMap::new();
+    headers.insert("webhook-id", msg_id.parse().unwrap());
+    headers.insert("webhook-timestamp", ts.parse().unwrap());
+    headers.insert("webhook-signature", got[1].header("webhook-signature").parse().unwrap());
+    standard_verifier(SIGNING_KEY).verify(&got[1].body, &headers).expect("a Standard Webhooks library verifies it");
+    let v = got[1].json();
+    assert_eq!(msg_id, event_id);
+    assert_eq!(v["message"]["events"], json!([]), "nothing for a receiver to act on");
+    assert_eq!(v["message"]["raw"]["action"], "greenhouse_relay.test");
+    assert!(v["message"]["raw"]["payload"]["message"].as_str().unwrap().contains("test notification"));
+    assert_eq!(
+        (v["message"]["instanceId"].as_i64(), v["message"]["instanceName"].as_str()),
+        (Some(id), Some("acme-prod"))
+    );
+    assert_eq!(v["topic"], format!("instance-{id}-greenhouse-events"));
+    // Each request is a test of its own; an admin may ask too.
+    let (status, again) = server.call("POST", &path, Some(&admin()), None).await;
+    assert_eq!(status, 200, "{again}");
+    assert_ne!(again["eventId"], queued["eventId"]);
+    server.wait_status(id, again["eventId"].as_str().unwrap(), "delivered", WAIT).await;
+    // Redeliverable like any other.
+    let (status, r) =
+        server.call("POST", &format!("/instances/{id}/events/{event_id}/redeliver"), Some(&token), None).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(rx.wait_for(4, WAIT).await[3].header("webhook-id"), event_id);
+
+    // While events are disabled nothing would be sent: a 409 that queues nothing.
+    let off = json!({"configuration": {"event.notification.enabled": false}});
+    assert_eq!(server.call("PATCH", &format!("/instances/{id}"), Some(&admin()), Some(off)).await.0, 200);
+    let before = server.events(id, "").await.len();
+    let (status, refused) = server.call("POST", &path, Some(&token), None).await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("event.notification.enabled"), "{refused}");
+    assert!(refused["requestId"].is_string());
+    assert_eq!(server.events(id, "").await.len(), before);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_head_is_answered_as_the_get_without_its_content() {
     let dir = tmp();

@@ -276,6 +276,7 @@ async fn a_head_is_the_get_without_a_body_and_other_methods_get_405_with_allow()
         ("DELETE", "/instances", "GET, HEAD, POST"),
         ("GET", "/events/greenhouse/1", "POST"),
         ("GET", "/instances/1/token", "POST"),
+        ("GET", "/instances/1/events/test", "POST"),
         ("OPTIONS", "/instances/1/events/x", "GET, HEAD"),
     ] {
         let resp = call(method, path).await;

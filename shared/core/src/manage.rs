@@ -477,12 +477,16 @@ mod tests {
         // Not an action the mapping knows (none of Greenhouse's has a dot).
         let raw = serde_json::to_vec(&m["raw"]).unwrap();
         let mapping = crate::greenhouse::parse_webhook(&raw).unwrap();
-        assert!(matches!(mapping.mapping, crate::greenhouse::Mapping::Events(ref e) if e[0].event_type == crate::greenhouse::EventType::Unknown));
+        assert!(
+            matches!(mapping.mapping, crate::greenhouse::Mapping::Events(ref e) if e[0].event_type == crate::greenhouse::EventType::Unknown)
+        );
     }
 
     #[test]
     fn a_test_notifications_id_is_its_requests() {
-        let id = |request_id: &str, at: i64| test_notification(&instance(), request_id, at).notifications[0].event_id.clone();
+        let id = |request_id: &str, at: i64| {
+            test_notification(&instance(), request_id, at).notifications[0].event_id.clone()
+        };
         assert_eq!(id("req-1", 0), id("req-1", 5_000));
         assert_ne!(id("req-1", 0), id("req-2", 0));
         let other = Instance { id: 8, ..instance() };
