@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use relay_callback::HttpCallback;
-use relay_core::api::{Api, ApiConfig, ApiError};
+use relay_core::api::{Api, ApiConfig, ApiError, route_of};
 use relay_core::delivery::DeliveryConfig;
 use relay_core::greenhouse::MAX_BODY_BYTES;
 use relay_core::network::NetworkPolicy;
@@ -24,7 +24,10 @@ use relay_sqlite::{SqliteStore, Worker, WorkerConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::metrics::Metrics;
+
 pub mod listen;
+pub mod metrics;
 
 /// Bodies up to this size are read whole (and refused with 413 past 1 MiB) so the client sees
 /// the 413; a larger one is cut off.
@@ -50,6 +53,8 @@ pub struct Config {
     pub read_timeout: Duration,
     /// A PEM file of roots callbacks are also verified against (`CALLBACK_CA_BUNDLE`).
     pub callback_ca_bundle: Option<PathBuf>,
+    /// Where `GET /metrics` is served (`METRICS_ADDR`); none without it.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Config {
@@ -63,6 +68,7 @@ impl std::fmt::Debug for Config {
             .field("attempt_timeout", &self.attempt_timeout)
             .field("read_timeout", &self.read_timeout)
             .field("callback_ca_bundle", &self.callback_ca_bundle)
+            .field("metrics_addr", &self.metrics_addr)
             .finish_non_exhaustive()
     }
 }
@@ -84,6 +90,7 @@ impl Config {
             attempt_timeout: relay_core::retry::ATTEMPT_TIMEOUT,
             read_timeout: READ_TIMEOUT,
             callback_ca_bundle: None,
+            metrics_addr: None,
         }
     }
 }
@@ -92,17 +99,19 @@ impl Config {
 pub struct Running {
     pub addr: SocketAddr,
     pub public_base_url: String,
+    /// Where `GET /metrics` is served, when it is.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     worker: JoinHandle<()>,
+    metrics_server: Option<JoinHandle<()>>,
 }
 
 impl Running {
     /// Graceful stop: no new requests, in-flight requests and deliveries finish.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
-        let _ = self.server.await;
-        let _ = self.worker.await;
+        self.wait().await;
     }
 
     pub fn stopper(&self) -> watch::Sender<bool> {
@@ -112,6 +121,9 @@ impl Running {
     pub async fn wait(self) {
         let _ = self.server.await;
         let _ = self.worker.await;
+        if let Some(metrics) = self.metrics_server {
+            let _ = metrics.await;
+        }
     }
 }
 
@@ -145,17 +157,85 @@ pub async fn start(config: Config) -> Result<Running, String> {
             policy: config.policy.clone(),
         }),
     };
+    let metrics_listener = match config.metrics_addr {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at).await.map_err(|e| format!("cannot serve the metrics on {at}: {e}"))?,
+        ),
+        None => None,
+    };
+    let metrics = metrics_listener.as_ref().map(|_| Metrics::new());
     let (shutdown, rx) = watch::channel(false);
-    let worker = Worker { store, callback, clock, config: config.worker };
+    let observer = metrics.clone().map(|m| {
+        let observe: relay_sqlite::AttemptObserver = Arc::new(move |result, took| m.attempt(result, took));
+        observe
+    });
+    let worker = Worker { store: store.clone(), callback, clock: clock.clone(), config: config.worker, observer };
     let worker = tokio::spawn(worker.run(rx.clone()));
     let (api, read_timeout) = (Arc::new(api), config.read_timeout);
-    let handler = move |req| {
-        let api = api.clone();
-        async move { handle(&api, req, read_timeout).await }
+    let counted = metrics.clone();
+    let handler = move |req: Request<Incoming>| {
+        let (api, metrics) = (api.clone(), counted.clone());
+        async move {
+            let started = std::time::Instant::now();
+            let route = route_of(req.uri().path());
+            let response = handle(&api, req, read_timeout).await;
+            if let Some(m) = metrics {
+                m.request(route, response.status().as_u16(), started.elapsed());
+            }
+            response
+        }
+    };
+    let mut metrics_addr = None;
+    let metrics_server = match (metrics_listener, metrics) {
+        (Some(listener), Some(metrics)) => {
+            metrics_addr = Some(listener.local_addr().map_err(|e| e.to_string())?);
+            let handler = move |req: Request<Incoming>| {
+                let (metrics, store, clock) = (metrics.clone(), store.clone(), clock.clone());
+                async move { scrape(&metrics, &store, clock.as_ref(), &req).await }
+            };
+            tracing::info!(addr = ?metrics_addr, "serving metrics at /metrics");
+            Some(tokio::spawn(serve(listener, read_timeout, rx.clone(), handler)))
+        }
+        _ => None,
     };
     let server = tokio::spawn(serve(listener, read_timeout, rx, handler));
     tracing::info!(%addr, public_base_url, "listening");
-    Ok(Running { addr, public_base_url, shutdown, server, worker })
+    Ok(Running { addr, public_base_url, metrics_addr, shutdown, server, worker, metrics_server })
+}
+
+/// `GET /metrics` (or HEAD): the metrics as they are now. Anything else is refused, plainly.
+async fn scrape(
+    metrics: &Metrics,
+    store: &SqliteStore,
+    clock: &dyn Clock,
+    req: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let answer = |status: u16, content_type: &'static str, text: String| {
+        let mut r = Response::new(Full::new(Bytes::from(text)));
+        *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+        r
+    };
+    if req.uri().path() != "/metrics" {
+        return answer(404, "text/plain; charset=utf-8", "metrics are at /metrics\n".into());
+    }
+    if !matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
+        let mut r = answer(405, "text/plain; charset=utf-8", "GET /metrics\n".into());
+        r.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    match metrics.render(store, clock.now_ms()).await {
+        Ok(text) if req.method() == http::Method::HEAD => {
+            let mut r = answer(200, metrics::CONTENT_TYPE, String::new());
+            r.headers_mut().insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(text.len()));
+            r
+        }
+        Ok(text) => answer(200, metrics::CONTENT_TYPE, text),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics: the store cannot be read");
+            answer(503, "text/plain; charset=utf-8", "the store cannot be read\n".into())
+        }
+    }
 }
 
 /// Accepts connections until `stop` turns true, then waits for the requests in flight (idle

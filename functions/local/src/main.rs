@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the API, the ingest URL and the delivery worker on one port.
-    Serve(Serve),
+    Serve(Box<Serve>),
     /// Receive notifications as a callback: check their signatures, print one JSON line each.
     Listen(Listen),
 }
@@ -80,11 +80,15 @@ struct Serve {
     /// `json` (default) or `text`.
     #[arg(long, env = "LOG_FORMAT", default_value = "json")]
     log_format: String,
+    /// Where to serve `GET /metrics` (Prometheus); not served without it. Unauthenticated: keep
+    /// it on loopback or a private network.
+    #[arg(long, env = "METRICS_ADDR")]
+    metrics_addr: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
     let args = match Cli::parse().command {
-        Command::Serve(args) => args,
+        Command::Serve(args) => *args,
         Command::Listen(args) => return listen(args),
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -147,6 +151,13 @@ async fn serve(args: Serve) -> Result<(), String> {
         .transpose()?;
     config.policy = NetworkPolicy { allow, allow_http_to_allowed_nets: args.callback_allow_http };
     config.callback_ca_bundle = args.callback_ca_bundle.filter(|p| !p.as_os_str().is_empty());
+    config.metrics_addr = args
+        .metrics_addr
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.parse::<SocketAddr>().map_err(|_| format!("METRICS_ADDR `{v}` is not an address such as 127.0.0.1:9464"))
+        })
+        .transpose()?;
     if args.delivery_concurrency == 0 || args.delivery_concurrency_per_instance == 0 {
         return Err("DELIVERY_CONCURRENCY and DELIVERY_CONCURRENCY_PER_INSTANCE must be at least 1".into());
     }

@@ -27,6 +27,8 @@ fn a_setting_that_cannot_be_used_stops_the_start_and_is_named() {
         ("CALLBACK_ALLOW_NETS", "10.0.0.0/33"),
         ("CALLBACK_CA_BUNDLE", no_certificate.to_str().unwrap()),
         ("CALLBACK_CA_BUNDLE", missing.to_str().unwrap()),
+        ("METRICS_ADDR", "localhost"),
+        ("METRICS_ADDR", "9464"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_greenhouse-relay"))
             .arg("serve")

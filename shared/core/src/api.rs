@@ -454,21 +454,33 @@ impl Api {
 /// The methods a path serves, by its shape (`None`: no such path). Any other method gets 405,
 /// with these in `Allow` (RFC 9110 asks for it), before anything else is looked at. HEAD goes
 /// wherever GET does (RFC 9110 asks servers for both).
+fn served_methods(segs: &[&str]) -> Option<&'static [&'static str]> {
+    route_shape(segs).map(|(_, methods)| methods)
+}
+
+/// The route a path takes, as the router names it (`/instances/{id}/events/{eventId}`), or
+/// `other` when none does: a label for metrics that does not grow with ids.
+pub fn route_of(path: &str) -> &'static str {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    route_shape(&segs).map_or("other", |(route, _)| route)
+}
+
+/// Each path shape: its route and the methods it serves.
 /// `/instances/{id}/events/redeliver` is the bulk redelivery's (POST), and
 /// `/instances/{id}/events/test` the test notification's (POST), never a notification's (event
 /// ids are UUIDs).
-fn served_methods(segs: &[&str]) -> Option<&'static [&'static str]> {
+fn route_shape(segs: &[&str]) -> Option<(&'static str, &'static [&'static str])> {
     Some(match segs {
-        ["health"] => &["GET", "HEAD"],
-        ["instances"] => &["GET", "HEAD", "POST"],
-        ["instances", _] => &["GET", "HEAD", "PATCH", "PUT", "DELETE"],
-        ["instances", _, "token"] => &["POST"],
-        ["instances", _, "events"] => &["GET", "HEAD"],
-        ["instances", _, "events", "redeliver"] => &["POST"],
-        ["instances", _, "events", "test"] => &["POST"],
-        ["instances", _, "events", _] => &["GET", "HEAD"],
-        ["instances", _, "events", _, "redeliver"] => &["POST"],
-        ["events", "greenhouse", _] => &["POST"],
+        ["health"] => ("/health", &["GET", "HEAD"]),
+        ["instances"] => ("/instances", &["GET", "HEAD", "POST"]),
+        ["instances", _] => ("/instances/{id}", &["GET", "HEAD", "PATCH", "PUT", "DELETE"]),
+        ["instances", _, "token"] => ("/instances/{id}/token", &["POST"]),
+        ["instances", _, "events"] => ("/instances/{id}/events", &["GET", "HEAD"]),
+        ["instances", _, "events", "redeliver"] => ("/instances/{id}/events/redeliver", &["POST"]),
+        ["instances", _, "events", "test"] => ("/instances/{id}/events/test", &["POST"]),
+        ["instances", _, "events", _] => ("/instances/{id}/events/{eventId}", &["GET", "HEAD"]),
+        ["instances", _, "events", _, "redeliver"] => ("/instances/{id}/events/{eventId}/redeliver", &["POST"]),
+        ["events", "greenhouse", _] => ("/events/greenhouse/{id}", &["POST"]),
         _ => return None,
     })
 }

@@ -22,7 +22,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 use tokio::sync::{Notify, oneshot};
 
-pub use worker::{Worker, WorkerConfig};
+pub use worker::{AttemptObserver, Worker, WorkerConfig};
 
 /// At most this many writes share one transaction.
 const MAX_BATCH: usize = 1024;
@@ -41,6 +41,18 @@ struct Shared {
     wake: Notify,
     /// Held (locked) while this store lives: see [`lock_database`].
     _lock: std::fs::File,
+}
+
+const QUEUE_PENDING: &str = "SELECT COUNT(*), MIN(next_attempt_at) FROM events WHERE status = 'pending'";
+const QUEUE_FAILED: &str = "SELECT COUNT(*) FROM events WHERE status = 'failed'";
+
+/// What [`SqliteStore::queue_depth`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub pending: u64,
+    pub failed: u64,
+    /// When the pending notification due first was due (`None`: nothing pending).
+    pub oldest_due_ms: Option<i64>,
 }
 
 #[derive(Clone)]
@@ -246,6 +258,19 @@ impl SqliteStore {
                 [now_ms],
                 |r| r.get::<_, Option<i64>>(0),
             )
+        })
+        .await
+    }
+
+    /// What the queue holds now (the metrics): pending and failed notifications, and when the
+    /// pending one due first was due. Counted through the partial indexes `events_due` and
+    /// `events_failed`, so without reading the delivered ones.
+    pub async fn queue_depth(&self) -> Result<QueueDepth, StoreError> {
+        self.read(|c| {
+            let (pending, oldest_due_ms) =
+                c.query_row(QUEUE_PENDING, [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)))?;
+            let failed = c.query_row(QUEUE_FAILED, [], |r| r.get::<_, i64>(0))?;
+            Ok(QueueDepth { pending: pending.max(0) as u64, failed: failed.max(0) as u64, oldest_due_ms })
         })
         .await
     }
@@ -667,5 +692,19 @@ mod tests {
         assert!(events.contains("USING INDEX events_delivered"), "{events}");
         let keys = plan(EXPIRED_KEYS);
         assert!(keys.contains("INDEX dedupe_expiry"), "{keys}");
+    }
+
+    #[test]
+    fn the_queue_is_counted_through_the_partial_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.db");
+        let _store = SqliteStore::open(&path).unwrap();
+        let c = Connection::open(&path).unwrap();
+        for (sql, index) in [(QUEUE_PENDING, "events_due"), (QUEUE_FAILED, "events_failed")] {
+            let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let plan = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
+            let plan = plan.collect::<rusqlite::Result<Vec<_>>>().unwrap().join("; ");
+            assert!(plan.contains(&format!("INDEX {index}")), "{sql}: {plan}");
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use relay_core::delivery::{self, DeliveryConfig};
-use relay_core::ports::{Callback, Clock, QueuedEvent};
+use relay_core::ports::{Callback, Clock, NextStep, QueuedEvent, StoreError};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -47,11 +47,16 @@ impl Default for WorkerConfig {
     }
 }
 
+/// Told of every attempt the worker makes (the metrics): what the delivery use case returned,
+/// and how long it took, the attempt and its record.
+pub type AttemptObserver = Arc<dyn Fn(Result<&NextStep, &StoreError>, Duration) + Send + Sync>;
+
 pub struct Worker {
     pub store: SqliteStore,
     pub callback: Arc<dyn Callback>,
     pub clock: Arc<dyn Clock>,
     pub config: WorkerConfig,
+    pub observer: Option<AttemptObserver>,
 }
 
 /// What the worker is delivering now: by event (not claimed twice) and by instance (the cap).
@@ -174,12 +179,17 @@ impl Worker {
                 let claim = Claim::new(&in_flight, &finished, &event, permit);
                 let (store, callback, clock, config) =
                     (self.store.clone(), self.callback.clone(), self.clock.clone(), self.config.delivery);
+                let observer = self.observer.clone();
                 tasks.spawn(async move {
-                    if let Err(e) =
-                        delivery::deliver(&store, &store, callback.as_ref(), clock.as_ref(), config, &event).await
-                    {
+                    let started = std::time::Instant::now();
+                    let result =
+                        delivery::deliver(&store, &store, callback.as_ref(), clock.as_ref(), config, &event).await;
+                    if let Err(e) = &result {
                         // Not recorded: the notification stays pending and is attempted again.
                         tracing::error!(event_id = %event.event_id, error = %e, "could not record a delivery attempt");
+                    }
+                    if let Some(observe) = &observer {
+                        observe(result.as_ref(), started.elapsed());
                     }
                     drop(claim);
                 });
