@@ -163,6 +163,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
         ),
         None => None,
     };
+    let metrics_addr = metrics_listener.as_ref().map(|l| l.local_addr()).transpose().map_err(|e| e.to_string())?;
     let metrics = metrics_listener.as_ref().map(|_| Metrics::new());
     let (shutdown, rx) = watch::channel(false);
     let observer = metrics.clone().map(|m| {
@@ -185,19 +186,14 @@ pub async fn start(config: Config) -> Result<Running, String> {
             response
         }
     };
-    let mut metrics_addr = None;
-    let metrics_server = match (metrics_listener, metrics) {
-        (Some(listener), Some(metrics)) => {
-            metrics_addr = Some(listener.local_addr().map_err(|e| e.to_string())?);
-            let handler = move |req: Request<Incoming>| {
-                let (metrics, store, clock) = (metrics.clone(), store.clone(), clock.clone());
-                async move { scrape(&metrics, &store, clock.as_ref(), &req).await }
-            };
-            tracing::info!(addr = ?metrics_addr, "serving metrics at /metrics");
-            Some(tokio::spawn(serve(listener, read_timeout, rx.clone(), handler)))
-        }
-        _ => None,
-    };
+    let metrics_server = metrics_listener.zip(metrics).map(|(listener, metrics)| {
+        let handler = move |req: Request<Incoming>| {
+            let (metrics, store, clock) = (metrics.clone(), store.clone(), clock.clone());
+            async move { scrape(&metrics, &store, clock.as_ref(), &req).await }
+        };
+        tracing::info!(addr = ?metrics_addr, "serving metrics at /metrics");
+        tokio::spawn(serve(listener, read_timeout, rx.clone(), handler))
+    });
     let server = tokio::spawn(serve(listener, read_timeout, rx, handler));
     tracing::info!(%addr, public_base_url, "listening");
     Ok(Running { addr, public_base_url, metrics_addr, shutdown, server, worker, metrics_server })
