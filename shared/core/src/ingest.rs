@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::greenhouse::{self, Mapping, SignatureError, WebhookError};
-use crate::notification::{self, Context, Notification};
+use crate::notification::{self, Notification};
 use crate::ports::{AcceptOutcome, Accepted, Clock, Events, Instance, Instances, StoreError, rfc3339};
 
 /// A ping's `web_hook_id` is recorded on the instance up to this length.
@@ -72,12 +72,7 @@ pub fn prepare(
         Mapping::Events(events) => events,
     };
     let accepted_at = rfc3339(accepted_at_ms);
-    let ctx = Context {
-        instance_id: instance.id,
-        instance_name: &instance.spec.name,
-        instance_tags: &instance.spec.tags,
-        accepted_at: &accepted_at,
-    };
+    let ctx = instance.notification_context(&accepted_at);
     let delivery_key = notification::delivery_key(greenhouse_event_id, body);
     let notifications = notification::build(&ctx, &delivery_key, webhook.raw, &events)?;
     Ok(Prepared::Notifications { action: webhook.action.into_owned(), delivery_key, notifications })
@@ -137,26 +132,9 @@ pub async fn accept_webhook(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::instance::{InstanceSpec, Settings};
 
     fn instance() -> Instance {
-        Instance {
-            id: 7,
-            spec: InstanceSpec {
-                name: "n".into(),
-                tags: vec![],
-                configuration: Map::new(),
-                settings: Settings {
-                    events_enabled: true,
-                    callback_url: None,
-                    signature_keys: vec![],
-                    vendor_keys: vec!["k".into()],
-                },
-            },
-            token_hash: String::new(),
-            created_at_ms: 0,
-            last_ping: None,
-        }
+        Instance::sample(7)
     }
 
     #[test]

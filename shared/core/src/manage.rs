@@ -7,7 +7,7 @@ use url::Host;
 use crate::ingest::DEDUPE_WINDOW;
 use crate::instance::{self, CALLBACK_URL, ConfigError, InstanceSpec};
 use crate::network::NetworkPolicy;
-use crate::notification::{self, Context};
+use crate::notification;
 use crate::ports::{
     AcceptOutcome, Accepted, Callback, Clock, EventQuery, EventRecord, EventStatus, Events, Instance, Instances,
     SpecUpdate, StoreError, rfc3339,
@@ -311,12 +311,7 @@ pub fn test_notification(instance: &Instance, request_id: &str, now_ms: i64) -> 
     })
     .to_string();
     let accepted_at = rfc3339(now_ms);
-    let ctx = Context {
-        instance_id: instance.id,
-        instance_name: &instance.spec.name,
-        instance_tags: &instance.spec.tags,
-        accepted_at: &accepted_at,
-    };
+    let ctx = instance.notification_context(&accepted_at);
     // One part of a body far below every limit: `build` cannot refuse it.
     let notifications = notification::build(&ctx, &delivery_key, &raw, &[]).unwrap_or_default();
     Accepted {
@@ -432,26 +427,9 @@ fn event_query(query: &Map<String, Value>, default_status: Option<EventStatus>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::instance::Settings;
 
     fn instance() -> Instance {
-        Instance {
-            id: 7,
-            spec: InstanceSpec {
-                name: "acme-prod".into(),
-                tags: vec!["acme".into()],
-                configuration: Map::new(),
-                settings: Settings {
-                    events_enabled: true,
-                    callback_url: Some("https://receiver.example.com/hooks".into()),
-                    signature_keys: vec![],
-                    vendor_keys: vec![],
-                },
-            },
-            token_hash: String::new(),
-            created_at_ms: 0,
-            last_ping: None,
-        }
+        Instance::sample(7)
     }
 
     #[test]

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use crate::instance::{InstanceSpec, Settings};
-use crate::notification::Notification;
+use crate::notification::{Context, Notification};
 use crate::retry::{AttemptResult, DeadLetterReason};
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +31,33 @@ pub struct Instance {
 impl Instance {
     pub fn settings(&self) -> &Settings {
         &self.spec.settings
+    }
+
+    /// Who its notifications are about, as of `accepted_at` (RFC 3339).
+    pub fn notification_context<'a>(&'a self, accepted_at: &'a str) -> Context<'a> {
+        Context { instance_id: self.id, instance_name: &self.spec.name, instance_tags: &self.spec.tags, accepted_at }
+    }
+
+    /// The unit tests' instance: events on, a callback, Greenhouse key `k`, no signing key.
+    #[cfg(test)]
+    pub(crate) fn sample(id: i64) -> Instance {
+        Instance {
+            id,
+            spec: InstanceSpec {
+                name: "acme-prod".into(),
+                tags: vec!["acme".into()],
+                configuration: Map::new(),
+                settings: Settings {
+                    events_enabled: true,
+                    callback_url: Some("https://receiver.example.com/hooks".into()),
+                    signature_keys: vec![],
+                    vendor_keys: vec!["k".into()],
+                },
+            },
+            token_hash: String::new(),
+            created_at_ms: 0,
+            last_ping: None,
+        }
     }
 }
 

@@ -677,33 +677,29 @@ impl Events for SqliteStore {
 mod tests {
     use super::*;
 
-    #[test]
-    fn what_the_purge_deletes_is_found_through_indexes() {
+    /// The query plan of `sql` with `params`, on a store's fresh schema.
+    fn plan(sql: &str, params: impl rusqlite::Params) -> String {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("relay.db");
         let _store = SqliteStore::open(&path).unwrap();
         let c = Connection::open(&path).unwrap();
-        let plan = |sql: &str| -> String {
-            let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-            let details = stmt.query_map(params![5, 500], |r| r.get::<_, String>(3)).unwrap();
-            details.collect::<rusqlite::Result<Vec<_>>>().unwrap().join("; ")
-        };
-        let events = plan(EXPIRED_EVENTS);
+        let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let details = stmt.query_map(params, |r| r.get::<_, String>(3)).unwrap();
+        details.collect::<rusqlite::Result<Vec<_>>>().unwrap().join("; ")
+    }
+
+    #[test]
+    fn what_the_purge_deletes_is_found_through_indexes() {
+        let events = plan(EXPIRED_EVENTS, params![5, 500]);
         assert!(events.contains("USING INDEX events_delivered"), "{events}");
-        let keys = plan(EXPIRED_KEYS);
+        let keys = plan(EXPIRED_KEYS, params![5, 500]);
         assert!(keys.contains("INDEX dedupe_expiry"), "{keys}");
     }
 
     #[test]
     fn the_queue_is_counted_through_the_partial_indexes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("relay.db");
-        let _store = SqliteStore::open(&path).unwrap();
-        let c = Connection::open(&path).unwrap();
         for (sql, index) in [(QUEUE_PENDING, "events_due"), (QUEUE_FAILED, "events_failed")] {
-            let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-            let plan = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
-            let plan = plan.collect::<rusqlite::Result<Vec<_>>>().unwrap().join("; ");
+            let plan = plan(sql, []);
             assert!(plan.contains(&format!("INDEX {index}")), "{sql}: {plan}");
         }
     }
