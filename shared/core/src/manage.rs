@@ -287,8 +287,8 @@ impl Manage<'_> {
     }
 }
 
-/// The `action` of a test notification's `raw`. Greenhouse's actions are snake_case words; a
-/// dotted name is never one of them, so a receiver can tell a test from any real delivery.
+/// The `action` of a test notification's `raw`. Greenhouse's actions (documented and legacy)
+/// are snake_case words with no dot, so a receiver can tell a test from a real delivery.
 pub const TEST_ACTION: &str = "greenhouse_relay.test";
 
 /// A test notification, as the ingest would queue a Greenhouse delivery: the same envelope,
@@ -452,7 +452,7 @@ mod tests {
         assert_eq!(m["raw"]["action"], TEST_ACTION);
         assert_eq!(m["raw"]["payload"]["requestId"], "req-1");
         assert!(m["raw"]["payload"]["message"].as_str().unwrap().contains("POST /instances/7/events/test"));
-        // Not an action the mapping knows (none of Greenhouse's has a dot).
+        // Not an action the mapping knows.
         let raw = serde_json::to_vec(&m["raw"]).unwrap();
         let mapping = crate::greenhouse::parse_webhook(&raw).unwrap();
         assert!(
