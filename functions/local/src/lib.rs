@@ -177,12 +177,11 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let handler = move |req: Request<Incoming>| {
         let (api, metrics) = (api.clone(), counted.clone());
         async move {
+            let Some(metrics) = metrics else { return handle(&api, req, read_timeout).await };
             let started = std::time::Instant::now();
             let route = route_of(req.uri().path());
             let response = handle(&api, req, read_timeout).await;
-            if let Some(m) = metrics {
-                m.request(route, response.status().as_u16(), started.elapsed());
-            }
+            metrics.request(route, response.status().as_u16(), started.elapsed());
             response
         }
     };
