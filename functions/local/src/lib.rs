@@ -198,7 +198,8 @@ pub async fn start(config: Config) -> Result<Running, String> {
     Ok(Running { addr, public_base_url, metrics_addr, shutdown, server, worker, metrics_server })
 }
 
-/// `GET /metrics` (or HEAD): the metrics as they are now. Anything else is refused, plainly.
+/// `GET /metrics` (or HEAD): the metrics as they are now, in the format `Accept` asks for.
+/// Anything else is refused, plainly.
 async fn scrape(
     metrics: &Metrics,
     store: &SqliteStore,
@@ -219,13 +220,14 @@ async fn scrape(
         r.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    match metrics.render(store, clock.now_ms()).await {
+    let format = metrics::content_type(req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()));
+    match metrics.render(store, clock.now_ms(), format).await {
         Ok(text) if req.method() == http::Method::HEAD => {
-            let mut r = answer(200, metrics::CONTENT_TYPE, String::new());
+            let mut r = answer(200, format, String::new());
             r.headers_mut().insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(text.len()));
             r
         }
-        Ok(text) => answer(200, metrics::CONTENT_TYPE, text),
+        Ok(text) => answer(200, format, text),
         Err(e) => {
             tracing::error!(error = %e, "metrics: the store cannot be read");
             answer(503, "text/plain; charset=utf-8", "the store cannot be read\n".into())

@@ -1,4 +1,4 @@
-//! The local mode's metrics, in the Prometheus (OpenMetrics) text format on `METRICS_ADDR`:
+//! The local mode's metrics, in the Prometheus text formats on `METRICS_ADDR`:
 //! requests by route and status, delivery attempts by outcome, and the queue as the store holds
 //! it at each scrape. What the delivery function's CloudWatch metrics are on AWS
 //! (`shared/aws/src/metrics.rs`), for a team that runs the local mode in production: a
@@ -21,8 +21,19 @@ use relay_core::retry::DeadLetterReason;
 use relay_sqlite::{QueueDepth, SqliteStore};
 use std::sync::atomic::AtomicU64;
 
-/// What a scrape is answered with.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// What a scrape that asks for OpenMetrics (as Prometheus does) is answered with.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// What any other scrape is answered with: the classic text format, which every tool reads.
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The format a scrape's `Accept` header asks for: OpenMetrics when it names it, else the
+/// classic text format.
+pub fn content_type(accept: Option<&str>) -> &'static str {
+    match accept {
+        Some(a) if a.contains("application/openmetrics-text") => OPENMETRICS,
+        _ => PROMETHEUS_TEXT,
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -141,13 +152,18 @@ impl Metrics {
         self.oldest_due_seconds.set(overdue_ms as f64 / 1000.0);
     }
 
-    /// The text a scrape gets: the counters as they are, the queue as the store holds it now.
-    /// `Err` when the store cannot be read (the scrape then fails, which is itself a signal).
-    pub async fn render(&self, store: &SqliteStore, now_ms: i64) -> Result<String, StoreError> {
+    /// The text a scrape gets, in `format` (see [`content_type`]): the counters as they are, the
+    /// queue as the store holds it now. `Err` when the store cannot be read (the scrape then
+    /// fails, which is itself a signal).
+    pub async fn render(&self, store: &SqliteStore, now_ms: i64, format: &str) -> Result<String, StoreError> {
         self.queue(store.queue_depth().await?, now_ms);
         let mut text = String::new();
         // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        let _ = if format == OPENMETRICS {
+            prometheus_client::encoding::text::encode(&mut text, &self.registry)
+        } else {
+            prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)
+        };
         Ok(text)
     }
 }

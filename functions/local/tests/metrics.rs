@@ -15,8 +15,13 @@ fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.split(' ').next()?.parse().ok())
 }
 
+/// What Prometheus sends: OpenMetrics first, the classic text format after it.
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+    version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// A scrape as Prometheus makes it.
 async fn scrape(http: &reqwest::Client, base: &str) -> String {
-    let r = http.get(format!("{base}/metrics")).send().await.unwrap();
+    let r = http.get(format!("{base}/metrics")).header("accept", PROMETHEUS_ACCEPT).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
     r.text().await.unwrap()
@@ -96,6 +101,15 @@ async fn the_metrics_count_requests_attempts_by_outcome_and_the_queue() {
     server.wait_status(c["id"].as_i64().unwrap(), queued["eventId"].as_str().unwrap(), "delivered", WAIT).await;
     let text = wait_for(http, &metrics, r#"greenhouse_relay_notifications{status="pending"}"#, 0.0).await;
     assert_eq!(sample(&text, "greenhouse_relay_oldest_due_seconds"), Some(0.0), "{text}");
+
+    // Without `Accept` (curl, older agents): the classic text format, the same samples.
+    let plain = http.get(format!("{metrics}/metrics")).send().await.unwrap();
+    assert_eq!(plain.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    let plain = plain.text().await.unwrap();
+    assert!(plain.contains("# TYPE greenhouse_relay_delivery_attempts_total counter"), "{plain}");
+    assert!(!plain.contains("# EOF"), "{plain}");
+    let gone = r#"greenhouse_relay_delivery_attempts_total{outcome="gone"}"#;
+    assert_eq!(sample(&plain, gone), Some(1.0), "{plain}");
 
     // Only GET (or HEAD) /metrics.
     let head = http.head(format!("{metrics}/metrics")).send().await.unwrap();
