@@ -220,14 +220,14 @@ async fn scrape(
         r.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    let format = metrics::content_type(req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let format = metrics::Format::accepted(req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()));
     match metrics.render(store, clock.now_ms(), format).await {
         Ok(text) if req.method() == http::Method::HEAD => {
-            let mut r = answer(200, format, String::new());
+            let mut r = answer(200, format.content_type(), String::new());
             r.headers_mut().insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(text.len()));
             r
         }
-        Ok(text) => answer(200, format, text),
+        Ok(text) => answer(200, format.content_type(), text),
         Err(e) => {
             tracing::error!(error = %e, "metrics: the store cannot be read");
             answer(503, "text/plain; charset=utf-8", "the store cannot be read\n".into())

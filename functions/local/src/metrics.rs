@@ -8,6 +8,7 @@
 //! tests') count apart.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -19,19 +20,31 @@ use prometheus_client::registry::Registry;
 use relay_core::ports::{NextStep, StoreError};
 use relay_core::retry::DeadLetterReason;
 use relay_sqlite::{QueueDepth, SqliteStore};
-use std::sync::atomic::AtomicU64;
 
-/// What a scrape that asks for OpenMetrics (as Prometheus does) is answered with.
-pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-/// What any other scrape is answered with: the classic text format, which every tool reads.
-pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The text format of a scrape's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// What a scrape that asks for it gets (Prometheus does).
+    OpenMetrics,
+    /// What any other scrape gets: the classic format, which every tool reads.
+    Text,
+}
 
-/// The format a scrape's `Accept` header asks for: OpenMetrics when it names it, else the
-/// classic text format.
-pub fn content_type(accept: Option<&str>) -> &'static str {
-    match accept {
-        Some(a) if a.contains("application/openmetrics-text") => OPENMETRICS,
-        _ => PROMETHEUS_TEXT,
+impl Format {
+    /// The format a scrape's `Accept` header asks for: OpenMetrics when it names it, else the
+    /// classic text format.
+    pub fn accepted(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Text,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+        }
     }
 }
 
@@ -152,17 +165,16 @@ impl Metrics {
         self.oldest_due_seconds.set(overdue_ms as f64 / 1000.0);
     }
 
-    /// The text a scrape gets, in `format` (see [`content_type`]): the counters as they are, the
-    /// queue as the store holds it now. `Err` when the store cannot be read (the scrape then
-    /// fails, which is itself a signal).
-    pub async fn render(&self, store: &SqliteStore, now_ms: i64, format: &str) -> Result<String, StoreError> {
+    /// The text a scrape gets, in `format`: the counters as they are, the queue as the store
+    /// holds it now. `Err` when the store cannot be read (the scrape then fails, which is itself
+    /// a signal).
+    pub async fn render(&self, store: &SqliteStore, now_ms: i64, format: Format) -> Result<String, StoreError> {
         self.queue(store.queue_depth().await?, now_ms);
         let mut text = String::new();
         // Writing to a String cannot fail.
-        let _ = if format == OPENMETRICS {
-            prometheus_client::encoding::text::encode(&mut text, &self.registry)
-        } else {
-            prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)
+        let _ = match format {
+            Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut text, &self.registry),
+            Format::Text => prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry),
         };
         Ok(text)
     }
