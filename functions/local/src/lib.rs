@@ -206,31 +206,32 @@ async fn scrape(
     clock: &dyn Clock,
     req: &Request<Incoming>,
 ) -> Response<Full<Bytes>> {
-    let answer = |status: u16, content_type: &'static str, text: String| {
+    use http::StatusCode;
+    let answer = |status: StatusCode, content_type: &'static str, text: String| {
         let mut r = Response::new(Full::new(Bytes::from(text)));
-        *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        *r.status_mut() = status;
         r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
         r
     };
     if req.uri().path() != "/metrics" {
-        return answer(404, "text/plain; charset=utf-8", "metrics are at /metrics\n".into());
+        return answer(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "metrics are at /metrics\n".into());
     }
     if !matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
-        let mut r = answer(405, "text/plain; charset=utf-8", "GET /metrics\n".into());
+        let mut r = answer(StatusCode::METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", "GET /metrics\n".into());
         r.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
         return r;
     }
     let format = metrics::Format::accepted(req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()));
     match metrics.render(store, clock.now_ms(), format).await {
         Ok(text) if req.method() == http::Method::HEAD => {
-            let mut r = answer(200, format.content_type(), String::new());
+            let mut r = answer(StatusCode::OK, format.content_type(), String::new());
             r.headers_mut().insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(text.len()));
             r
         }
-        Ok(text) => answer(200, format.content_type(), text),
+        Ok(text) => answer(StatusCode::OK, format.content_type(), text),
         Err(e) => {
             tracing::error!(error = %e, "metrics: the store cannot be read");
-            answer(503, "text/plain; charset=utf-8", "the store cannot be read\n".into())
+            answer(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "the store cannot be read\n".into())
         }
     }
 }
