@@ -160,19 +160,21 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || a >= 224) // multicast, reserved, broadcast
 }
 
+/// Global unicast (2000::/3) only, less its special blocks. The rest of the space is special
+/// (unspecified, loopback, IPv4-compatible, NAT64 local-use 64:ff9b:1::/48, discard-only
+/// 100::/64, unique local, link-local, site-local, multicast) or not assigned to anyone, so a
+/// block assigned later is refused until this list says otherwise. Embedded IPv4 forms
+/// (mapped, NAT64 64:ff9b::/96, 6to4) are judged by their IPv4 address before this.
 fn is_public_v6(ip: Ipv6Addr) -> bool {
     let s = ip.segments();
-    !(ip.is_unspecified()
-        || ip.is_loopback()
-        || (s[0] & 0xff00) == 0xff00           // multicast
-        || (s[0] & 0xffc0) == 0xfe80           // link-local
-        || (s[0] & 0xffc0) == 0xfec0           // site-local (deprecated)
-        || (s[0] & 0xfe00) == 0xfc00           // unique local
-        || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) // NAT64 local-use 64:ff9b:1::/48
-        || (s[0] == 0x2001 && s[1] == 0x0db8)  // documentation
-        || (s[0] == 0x2001 && s[1] == 0)       // Teredo: tunnels to arbitrary IPv4
-        || (s[0] == 0x100 && s[1..4] == [0, 0, 0]) // discard-only 100::/64
-        || s[..6] == [0, 0, 0, 0, 0, 0]) // remaining IPv4-compatible space (::/96)
+    let special = match s[0] {
+        // IETF protocol assignments 2001::/23 (Teredo, benchmarking, ORCHID); documentation 2001:db8::/32
+        0x2001 => s[1] < 0x0200 || s[1] == 0x0db8,
+        // documentation 3fff::/20
+        0x3fff => s[1] < 0x1000,
+        _ => false,
+    };
+    (s[0] & 0xe000) == 0x2000 && !special
 }
 
 #[cfg(test)]
@@ -219,6 +221,37 @@ mod tests {
             "100.128.0.1",
             "169.253.1.1",
             "93.184.216.34",
+            // The public neighbours of each refused block, in each octet its rule names.
+            "1.0.0.1",
+            "192.0.1.1",
+            "192.1.0.1",
+            "193.0.0.1",
+            "1.0.2.1",
+            "192.0.3.1",
+            "192.1.2.1",
+            "193.0.2.1",
+            "1.88.99.1",
+            "192.88.98.1",
+            "192.89.99.1",
+            "193.88.99.1",
+            "1.168.0.1",
+            "192.169.1.1",
+            "193.168.1.1",
+            "8.18.0.1",
+            "198.17.0.1",
+            "198.20.0.1",
+            "199.18.0.1",
+            "199.19.0.1",
+            "8.51.100.1",
+            "198.51.101.1",
+            "198.52.100.1",
+            "199.51.100.1",
+            "1.0.113.1",
+            "203.0.114.1",
+            "203.1.113.1",
+            "204.0.113.1",
+            "1.2.3.4",
+            "223.255.255.255",
         ] {
             assert!(p.is_allowed(ip(s)), "{s}");
         }
@@ -248,10 +281,38 @@ mod tests {
             "2002:7f00:1::",
             "2001::1",
             "100::1",
+            // Beyond the list: the rest of IANA's special blocks, and what is assigned
+            // to no one (outside 2000::/3).
+            "::7f:1",
+            "64:ff9a:1::1",
+            "2001:2::1",
+            "2001:10::1",
+            "2001:1ff:ffff::1",
+            "3fff::1",
+            "3fff:fff:ffff::1",
+            "5f00::1",
+            "4000::1",
+            "1fff:ffff::1",
+            "e000::1",
         ] {
             assert!(!p.is_allowed(ip(s)), "{s}");
         }
-        for s in ["2606:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1", "2a00:1450::1"] {
+        for s in [
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+            "2a00:1450::1",
+            // The public neighbours of the refused blocks.
+            "2000::1",
+            "2001:200::1",
+            "2001:4860:4860::8888",
+            "2001:db9::1",
+            "2600::1",
+            "2a00:1450:1::1",
+            "3fff:1000::1",
+            "3fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ] {
             assert!(p.is_allowed(ip(s)), "{s}");
         }
     }
@@ -265,6 +326,11 @@ mod tests {
         assert!(p.is_allowed(ip("127.0.0.1")));
         assert!(p.is_allowed(ip("::1")));
         assert!(p.is_allowed(ip("::ffff:127.0.0.1")));
+        // The deprecated IPv4-compatible form is its IPv4 address too; `::1` is not 0.0.0.1.
+        assert!(p.is_allowed(ip("::127.0.0.1")));
+        let zero_net = NetworkPolicy { allow: NetworkPolicy::parse_allow_list("0.0.0.0/8").unwrap(), ..p.clone() };
+        assert!(!zero_net.is_allowed(ip("::1")) && !zero_net.is_allowed(ip("::")));
+        assert!(zero_net.is_allowed(ip("::ffff:0.0.0.1")));
         assert!(p.is_allowed(ip("10.1.2.3")));
         assert!(!p.is_allowed(ip("10.2.0.1")));
         assert!(!p.is_allowed(ip("169.254.169.254")));
@@ -288,6 +354,8 @@ mod tests {
         assert_eq!(strict.check_url("ftp://x/").unwrap_err(), CallbackUrlError::NotHttps);
         assert_eq!(strict.check_url("not a url").unwrap_err(), CallbackUrlError::Invalid);
         assert_eq!(strict.check_url("https://u:p@x.example/").unwrap_err(), CallbackUrlError::Credentials);
+        assert_eq!(strict.check_url("https://u@x.example/").unwrap_err(), CallbackUrlError::Credentials);
+        assert_eq!(strict.check_url("https://:p@x.example/").unwrap_err(), CallbackUrlError::Credentials);
         assert_eq!(
             strict.check_url("https://169.254.169.254/latest/meta-data").unwrap_err(),
             CallbackUrlError::Blocked(ip("169.254.169.254"))
