@@ -90,10 +90,6 @@ pub fn event_id(instance_id: i64, delivery_key: &str, part: u32) -> String {
     String::from_utf8(out.to_vec()).unwrap_or_default()
 }
 
-pub fn topic(instance_id: i64) -> String {
-    format!("instance-{instance_id}-greenhouse-events")
-}
-
 /// Builds the notifications for one delivery: parts of at most 20 events, each carrying `raw`
 /// copied byte for byte (never re-serialised), so big integers and escapes arrive as sent.
 /// Refused, before more than `MAX_DELIVERY_BYTES` are built, past the limits of [`TooMuch`].
@@ -275,6 +271,21 @@ mod tests {
         assert_eq!(&id[14..15], "8");
     }
 
+    /// Receivers drop duplicates by `eventId`, so the derivation must not change between
+    /// versions (a Greenhouse retry straddling a deploy would otherwise arrive twice under two
+    /// ids). The ids below were computed outside this code (Python's `hashlib` and `uuid`):
+    /// SHA-256 of `greenhouse-relay/event-id/v1\0`, the instance id (i64, big-endian), the
+    /// part (u32, big-endian) and the delivery key; its first 16 bytes with the UUID version
+    /// set to 8 and the variant to RFC 4122's.
+    #[test]
+    fn event_ids_are_stable_across_versions() {
+        let key = "gh:4f3c1e2a-9d1b-4a8e-b2f7-0c5d6e7f8a9b";
+        assert_eq!(event_id(476120, key, 0), "d32ef691-6f01-894a-94d4-3554379f618c");
+        assert_eq!(event_id(476120, key, 1), "ff0a2d41-08fc-8c0d-bdae-2d1950abc979");
+        assert_eq!(event_id(1, &delivery_key(None, b"{}"), 0), "6ef2fc14-8cf7-837f-9619-d275d78699e2");
+        assert_eq!(event_id(-5, "gh:x", 7), "beb7c632-e52e-87cf-94bd-629fb1f07702");
+    }
+
     #[test]
     fn delivery_key_prefers_the_greenhouse_id() {
         assert_eq!(delivery_key(Some(" abc "), b"x"), "gh:abc");
@@ -319,6 +330,18 @@ mod tests {
         // raw is spliced verbatim.
         let text = std::str::from_utf8(&n[0].body).unwrap();
         assert!(text.contains(raw));
+    }
+
+    #[test]
+    fn names_and_tags_of_nothing_but_characters_to_escape_stay_json() {
+        for special in ["\"", "\\", "\n", "\u{1}", "\u{1f}", "\"\"", "\\\\", "\"\\\n"] {
+            let tags = vec![special.to_owned(), "acme".to_owned(), special.repeat(3)];
+            let c = Context { instance_name: special, ..ctx(&tags) };
+            let n = build(&c, "gh:x", "{}", &[]).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&n[0].body).expect(special);
+            assert_eq!(v["message"]["instanceName"], special);
+            assert_eq!(v["message"]["instanceTags"], serde_json::json!(tags));
+        }
     }
 
     proptest::proptest! {
@@ -383,6 +406,41 @@ mod tests {
             refused.bytes > MAX_DELIVERY_BYTES && refused.bytes < MAX_DELIVERY_BYTES + raw.len() + 5000,
             "{refused:?}"
         );
+    }
+
+    #[test]
+    fn the_limits_of_a_delivery_hold_at_their_bounds() {
+        let events = |n: usize| -> Vec<MappedEvent> {
+            (0..n)
+                .map(|i| MappedEvent {
+                    object_type: Cow::Borrowed("applications"),
+                    object_id: Some(i.to_string()),
+                    event_type: EventType::Deleted,
+                })
+                .collect()
+        };
+        let tags = vec![];
+        let c = ctx(&tags);
+        let string_of = |len: usize| format!("\"{}\"", "x".repeat(len - 2));
+        // The largest body Greenhouse may send fans out to 15 parts (about 15 MiB), not to 17.
+        let body = string_of(crate::greenhouse::MAX_BODY_BYTES);
+        assert_eq!(build(&c, "gh:x", &body, &events(15 * 20)).map(|n| n.len()), Ok(15));
+        let refused = build(&c, "gh:x", &body, &events(17 * 20)).unwrap_err();
+        // Refused before any part is built: the figure is what `raw` alone comes to.
+        assert_eq!(refused, TooMuch { parts: 17, bytes: 17 * body.len() });
+        // `raw` alone at the limit is not refused early: with the envelopes it is over, and
+        // the figure says by how much.
+        let half = string_of(MAX_DELIVERY_BYTES / 2);
+        let refused = build(&c, "gh:x", &half, &events(40)).unwrap_err();
+        assert_eq!(refused.parts, 2);
+        assert!(refused.bytes > MAX_DELIVERY_BYTES, "{refused:?}");
+        // One notification of exactly MAX_DELIVERY_BYTES is allowed; a byte more is not.
+        let envelope = build(&c, "gh:x", "{}", &events(1)).unwrap()[0].body.len() - 2;
+        let exact = string_of(MAX_DELIVERY_BYTES - envelope);
+        let built = build(&c, "gh:x", &exact, &events(1)).unwrap();
+        assert_eq!(built[0].body.len(), MAX_DELIVERY_BYTES);
+        let over = string_of(MAX_DELIVERY_BYTES - envelope + 1);
+        assert_eq!(build(&c, "gh:x", &over, &events(1)), Err(TooMuch { parts: 1, bytes: MAX_DELIVERY_BYTES + 1 }));
     }
 
     #[test]
