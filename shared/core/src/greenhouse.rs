@@ -470,6 +470,10 @@ mod tests {
         assert!(parse_webhook(brackets_in_strings.as_bytes()).is_ok());
         let big = vec![b' '; MAX_BODY_BYTES + 1];
         assert_eq!(parse_webhook(&big).unwrap_err(), WebhookError::TooLarge);
+        // The limit itself is allowed: a body of exactly MAX_BODY_BYTES parses.
+        let mut at_limit = br#"{"action":"x","payload":{}}"#.to_vec();
+        at_limit.resize(MAX_BODY_BYTES, b' ');
+        assert_eq!(parse_webhook(&at_limit).map(|w| w.action.into_owned()).unwrap(), "x");
     }
 
     #[test]

@@ -153,6 +153,19 @@ mod tests {
     }
 
     #[test]
+    fn a_body_over_the_limit_is_too_large_before_its_signature_is_checked() {
+        let mut body = br#"{"action":"x","payload":{}}"#.to_vec();
+        body.resize(greenhouse::MAX_BODY_BYTES + 1, b' ');
+        assert!(matches!(prepare(&instance(), None, None, &body, 0), Err(IngestError::TooLarge)));
+        body.pop();
+        let sig = greenhouse::sign(b"k", &body);
+        assert!(matches!(
+            prepare(&instance(), Some(sig.as_bytes()), None, &body, 0),
+            Ok(Prepared::Notifications { .. })
+        ));
+    }
+
+    #[test]
     fn a_ping_keeps_a_webhook_id_of_greenhouse_size_only() {
         assert_eq!(ping_record(Some("48213".into()), 0)["webHookId"], "48213");
         assert_eq!(ping_record(Some("9".repeat(MAX_WEB_HOOK_ID_BYTES + 1)), 0)["webHookId"], Value::Null);
