@@ -427,6 +427,17 @@ mod tests {
             )),
             "configuration.event.notification.signature.key"
         );
+        // A blank callback URL is no URL.
+        assert_eq!(
+            field(body(json!({"event.notification.callback.url": "  "}))),
+            "configuration.event.notification.callback.url"
+        );
+        // The Harvest API key is checked as a secret when given; null is none.
+        assert_eq!(
+            field(body(json!({"event.notification.callback.url": "https://x/", "api.key": 5}))),
+            "configuration.api.key"
+        );
+        assert!(parse_create(&body(json!({"event.notification.callback.url": "https://x/", "api.key": null}))).is_ok());
     }
 
     #[test]
@@ -489,6 +500,12 @@ mod tests {
         let signing = patch(&one, SIGNATURE_KEY, json!(["s-new", MASK])).unwrap();
         assert_eq!(signing.settings.signature_keys, ["s-new"]);
         assert_eq!(patch(&one, SIGNATURE_KEY, json!([MASK])).unwrap(), one, "nothing stored, nothing added");
+        // A key stored as null is none either: the mask does not make it a key.
+        let (null_key, _) =
+            parse_create(&body(json!({"event.notification.callback.url": cb, SIGNATURE_KEY: null}))).unwrap();
+        let from_null = patch(&null_key, SIGNATURE_KEY, json!(["s-new", MASK])).unwrap();
+        assert_eq!(from_null.settings.signature_keys, ["s-new"]);
+        assert_eq!(from_null.configuration[SIGNATURE_KEY], json!(["s-new"]));
         let full = patch(&signing, SIGNATURE_KEY, json!(["a", "b", "c", MASK])).unwrap();
         assert_eq!(full.settings.signature_keys, ["a", "b", "c", "s-new"]);
         let over = patch(&full, SIGNATURE_KEY, json!(["e", MASK])).unwrap_err();
@@ -530,14 +547,23 @@ mod tests {
             "oauth.client.secret": "s4",
             "some.password": "s5",
             "refresh_token": "s6",
+            "x.private_key": "s7",
+            "x.other.secret": null,
         })))
         .unwrap();
-        let shown = serde_json::to_string(&masked(&spec.configuration)).unwrap();
-        for s in ["s1", "s2", "s3", "s4", "s5", "s6"] {
+        let shown = masked(&spec.configuration);
+        assert_eq!(shown["x.other.secret"], Value::Null, "no secret, no mask");
+        let shown = serde_json::to_string(&shown).unwrap();
+        for s in ["s1", "s2", "s3", "s4", "s5", "s6", "s7"] {
             assert!(!shown.contains(&format!("\"{s}\"")), "{s} leaked: {shown}");
         }
         assert!(shown.contains("https://r.example/"));
-        assert!(!format!("{:?}", spec.settings).contains("s1"));
+        // Debug (logs, panics) shows what helps and counts the keys.
+        let debug = format!("{:?}", spec.settings);
+        assert!(!debug.contains("s1") && !debug.contains("s2"), "{debug}");
+        for part in ["events_enabled: true", "https://r.example/", "signature_keys: 1", "vendor_keys: 1"] {
+            assert!(debug.contains(part), "{part} not in {debug}");
+        }
     }
 
     #[test]
@@ -589,6 +615,10 @@ mod tests {
         assert_ne!(t, generate_token());
         assert_eq!(token_hash(&t), token_hash(&t));
         assert_ne!(token_hash(&t), t);
+        assert_ne!(token_hash(&t), token_hash(&generate_token()));
+        // Stores keep the hash, so it must not change between versions: SHA-256, in hex (the
+        // FIPS 180-2 vector for "abc").
+        assert_eq!(token_hash("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]
@@ -601,6 +631,9 @@ mod tests {
             }
             parse_create(&serde_json::to_vec(&body).unwrap())
         };
+        let tags = |n: usize| serde_json::json!({"tags": vec!["t"; n]});
+        assert!(create(tags(MAX_TAGS)).is_ok());
+        assert_eq!(create(tags(MAX_TAGS + 1)).unwrap_err().field, "tags");
         let long_tag = create(serde_json::json!({"tags": ["t".repeat(MAX_TAG_CHARS + 1)]})).unwrap_err();
         assert_eq!(long_tag.field, "tags");
         assert!(create(serde_json::json!({"tags": ["t".repeat(MAX_TAG_CHARS)]})).is_ok());
@@ -608,6 +641,13 @@ mod tests {
             "x.custom": "v".repeat(MAX_CONFIGURATION_BYTES)}});
         let err = create(big).unwrap_err();
         assert_eq!(err.field, "configuration");
+        // The bound is the documented 64 KiB, itself included.
+        let custom = |n: usize| serde_json::json!({"configuration": {"event.notification.enabled": false, "x.custom": "v".repeat(n)}});
+        let (empty, _) = create(custom(0)).unwrap();
+        let at_bound = 64 * 1024 - serde_json::to_vec(&empty.configuration).unwrap().len();
+        let (spec, _) = create(custom(at_bound)).unwrap();
+        assert_eq!(serde_json::to_vec(&spec.configuration).unwrap().len(), 64 * 1024);
+        assert_eq!(create(custom(at_bound + 1)).unwrap_err().field, "configuration");
         assert!(err.message.contains(&MAX_CONFIGURATION_BYTES.to_string()), "{err}");
         // A patch is held to the same bound, after the merge.
         let (spec, _) = create(serde_json::json!({})).unwrap();
