@@ -78,6 +78,13 @@ fn specials(w: u64) -> u64 {
     (zero(quote) | zero(backslash) | w.wrapping_sub(ONES * 0x20) & !w) & HIGHS
 }
 
+/// The 8 bytes of `b` from `i` as one word, when there are 8. The word-at-a-time loops read
+/// through it; where it gives none, their byte loops do the same work, one byte at a time.
+#[inline(always)]
+fn word_at(b: &[u8], i: usize) -> Option<u64> {
+    b.get(i..)?.first_chunk::<8>().map(|w| u64::from_le_bytes(*w))
+}
+
 #[inline(always)]
 fn is_ws(c: u8) -> bool {
     matches!(c, b' ' | b'\n' | b'\r' | b'\t')
@@ -145,8 +152,8 @@ impl<'a> Scanner<'a> {
         let mut i = self.i;
         loop {
             // Spaces 8 at a time: the lowest byte that differs is the first that is not one.
-            while let Some(chunk) = b.get(i..i + 8) {
-                let other = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])) ^ SPACES;
+            while let Some(w) = word_at(b, i) {
+                let other = w ^ SPACES;
                 if other != 0 {
                     i += (other.trailing_zeros() / 8) as usize;
                     break;
@@ -304,8 +311,7 @@ impl<'a> Scanner<'a> {
         let mut i = start + 1;
         let mut escaped = false;
         loop {
-            while let Some(chunk) = b.get(i..i + 8) {
-                let w = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+            while let Some(w) = word_at(b, i) {
                 let m = specials(w);
                 if m != 0 {
                     i += (m.trailing_zeros() / 8) as usize;
@@ -417,7 +423,7 @@ impl<'a> Scanner<'a> {
                 return self.fail("a digit after `.`");
             }
         }
-        let mut exponent = 0usize;
+        let mut exponent: &[u8] = &[];
         if matches!(b.get(i), Some(b'e' | b'E')) {
             i += 1;
             let negative = match b.get(i) {
@@ -437,19 +443,26 @@ impl<'a> Scanner<'a> {
                 return self.fail("a digit in the exponent");
             }
             if !negative {
-                exponent =
-                    b[from..i].iter().fold(0usize, |e, d| e.saturating_mul(10).saturating_add((d - b'0') as usize));
+                exponent = &b[from..i];
             }
         }
         self.i = i;
         let text = &self.text[start..i];
-        // Below 10^300 no f64 overflows; nearer the bound, serde_json decides, as it would.
-        if int_digits.saturating_add(exponent) > 300 && serde_json::from_str::<serde_json::Value>(text).is_err() {
+        if may_overflow_f64(int_digits, exponent) && serde_json::from_str::<serde_json::Value>(text).is_err() {
             self.i = start;
             return self.fail("a number within the range of an f64");
         }
         Ok(text)
     }
+}
+
+/// May a number of `int_digits` integer digits and the exponent `exponent` (its digits; none
+/// when it is negative or absent) be beyond an f64? Below 10^300 none is; nearer the bound,
+/// serde_json decides, as it would. Saying "maybe" more often than needed only costs time.
+#[inline(always)]
+fn may_overflow_f64(int_digits: usize, exponent: &[u8]) -> bool {
+    let exponent = exponent.iter().fold(0usize, |e, d| e.saturating_mul(10).saturating_add((d - b'0') as usize));
+    int_digits.saturating_add(exponent) > 300
 }
 
 /// Line and column (1-based, in characters) of byte `at` in `text`, for error messages.
@@ -545,6 +558,8 @@ mod tests {
             "\"\\ud83d\\u0041\"",
             "\"\\ude00\"",
             "\"\\uD83D\"",
+            "\"\\uD83D\\nDE00\"",
+            "\"\\uD83D/uDE00\"",
             "\"\\uDBFF\\uD800\"",
             "\"\\uDE00\"",
             "\"\\uDFFF\"",
@@ -563,6 +578,33 @@ mod tests {
         let big = format!("1{}", "0".repeat(400));
         assert!(valid(&big).is_err());
         assert_eq!(valid(&format!("0.{}1e400", "0".repeat(200))), Ok(()));
+    }
+
+    #[test]
+    fn a_container_where_another_value_is_says_which_bracket_was_expected() {
+        let mut s = Scanner::new("[]", 8);
+        assert_eq!(s.object(0, |_, _, _| Ok(())), Err(Fail));
+        assert_eq!(s.error(), ScanError::Syntax { what: "`{`", at: 0 });
+        let mut s = Scanner::new("{}", 8);
+        assert_eq!(s.array(0, |_, _| Ok(())), Err(Fail));
+        assert_eq!(s.error(), ScanError::Syntax { what: "`[`", at: 0 });
+    }
+
+    #[test]
+    fn errors_say_what_was_expected_and_where() {
+        for (text, what, at) in [
+            ("[1 2]", "`,` or `]`", 3),
+            ("{\"a\":1 \"b\":2}", "`,` or `}`", 7),
+            ("{\"a\" 1}", "`:`", 5),
+            ("{1:2}", "a string key", 1),
+            ("\"\\uD83D\"", "the low surrogate of a pair", 7),
+            ("[\"\\uD83D\\nDE00\"]", "the low surrogate of a pair", 8),
+            ("\"\\uD83D\\u0041\"", "the low surrogate of a pair", 7),
+            ("\"\\u12\"", "four hex digits", 5),
+            ("[1e400]", "a number within the range of an f64", 1),
+        ] {
+            assert_eq!(valid(text), Err(ScanError::Syntax { what, at }), "{text}");
+        }
     }
 
     #[test]
