@@ -112,6 +112,14 @@ mod tests {
     }
 
     #[test]
+    fn dead_letter_reasons_read_as_the_events_api_shows_them() {
+        // `deadLetterReason` in the events API, on both runtimes.
+        assert_eq!(DeadLetterReason::Gone.as_str(), "the callback answered 410 Gone");
+        assert_eq!(DeadLetterReason::AttemptsExhausted.as_str(), "all attempts failed");
+        assert_eq!(DeadLetterReason::InstanceDeleted.as_str(), "the instance was deleted");
+    }
+
+    #[test]
     fn any_2xx_is_delivered() {
         for s in [200, 201, 202, 204, 299] {
             assert_eq!(decide(1, &answered(s), 0.0), Decision::Delivered);
