@@ -531,6 +531,9 @@ mod tests {
             "\"é€😀\"",
             "\"\\uD83D\\uDE00\\uD7FF\\uE000\"",
             "\"\\uD83d\\udE00\"",
+            // Within the last 8 bytes the byte loop reads: a space and DEL are no control characters.
+            "\" \"",
+            "[\"a b\u{7f}\"]",
         ] {
             assert_eq!(valid(ok), Ok(()), "{ok}");
         }
