@@ -356,14 +356,7 @@ mod tests {
     #[test]
     fn big_deliveries_are_split_in_parts_of_twenty() {
         let tags = vec![];
-        let events: Vec<MappedEvent> = (0..45)
-            .map(|i| MappedEvent {
-                object_type: Cow::Borrowed("applications"),
-                object_id: Some(i.to_string()),
-                event_type: EventType::Deleted,
-            })
-            .collect();
-        let n = build(&ctx(&tags), "gh:x", "{}", &events).unwrap();
+        let n = build(&ctx(&tags), "gh:x", "{}", &deleted_applications(45)).unwrap();
         assert_eq!(n.iter().map(|n| n.part).collect::<Vec<_>>(), vec![0, 1, 2]);
         let counts: Vec<usize> = n
             .iter()
@@ -377,19 +370,21 @@ mod tests {
         assert_eq!(counts, vec![20, 20, 5]);
     }
 
+    /// `n` deleted applications, as a fan-out maps them.
+    fn deleted_applications(n: usize) -> Vec<MappedEvent> {
+        (0..n)
+            .map(|i| MappedEvent {
+                object_type: Cow::Borrowed("applications"),
+                object_id: Some(i.to_string()),
+                event_type: EventType::Deleted,
+            })
+            .collect()
+    }
+
     #[test]
     fn a_fan_out_past_the_parts_or_the_bytes_of_a_delivery_is_refused() {
-        let events = |n: usize| -> Vec<MappedEvent> {
-            (0..n)
-                .map(|i| MappedEvent {
-                    object_type: Cow::Borrowed("applications"),
-                    object_id: Some(i.to_string()),
-                    event_type: EventType::Deleted,
-                })
-                .collect()
-        };
         let tags = vec![];
-        let parts = |n: usize, raw: &str| build(&ctx(&tags), "gh:x", raw, &events(n)).map(|v| v.len());
+        let parts = |n: usize, raw: &str| build(&ctx(&tags), "gh:x", raw, &deleted_applications(n)).map(|v| v.len());
         assert_eq!(parts(MAX_PARTS * MAX_EVENTS_PER_NOTIFICATION, "{}"), Ok(MAX_PARTS));
         assert_eq!(
             parts(MAX_PARTS * MAX_EVENTS_PER_NOTIFICATION + 1, "{}"),
@@ -410,37 +405,31 @@ mod tests {
 
     #[test]
     fn the_limits_of_a_delivery_hold_at_their_bounds() {
-        let events = |n: usize| -> Vec<MappedEvent> {
-            (0..n)
-                .map(|i| MappedEvent {
-                    object_type: Cow::Borrowed("applications"),
-                    object_id: Some(i.to_string()),
-                    event_type: EventType::Deleted,
-                })
-                .collect()
-        };
         let tags = vec![];
         let c = ctx(&tags);
         let string_of = |len: usize| format!("\"{}\"", "x".repeat(len - 2));
         // The largest body Greenhouse may send fans out to 15 parts (about 15 MiB), not to 17.
         let body = string_of(crate::greenhouse::MAX_BODY_BYTES);
-        assert_eq!(build(&c, "gh:x", &body, &events(15 * 20)).map(|n| n.len()), Ok(15));
-        let refused = build(&c, "gh:x", &body, &events(17 * 20)).unwrap_err();
+        assert_eq!(build(&c, "gh:x", &body, &deleted_applications(15 * 20)).map(|n| n.len()), Ok(15));
+        let refused = build(&c, "gh:x", &body, &deleted_applications(17 * 20)).unwrap_err();
         // Refused before any part is built: the figure is what `raw` alone comes to.
         assert_eq!(refused, TooMuch { parts: 17, bytes: 17 * body.len() });
         // `raw` alone at the limit is not refused early: with the envelopes it is over, and
         // the figure says by how much.
         let half = string_of(MAX_DELIVERY_BYTES / 2);
-        let refused = build(&c, "gh:x", &half, &events(40)).unwrap_err();
+        let refused = build(&c, "gh:x", &half, &deleted_applications(40)).unwrap_err();
         assert_eq!(refused.parts, 2);
         assert!(refused.bytes > MAX_DELIVERY_BYTES, "{refused:?}");
         // One notification of exactly MAX_DELIVERY_BYTES is allowed; a byte more is not.
-        let envelope = build(&c, "gh:x", "{}", &events(1)).unwrap()[0].body.len() - 2;
+        let envelope = build(&c, "gh:x", "{}", &deleted_applications(1)).unwrap()[0].body.len() - 2;
         let exact = string_of(MAX_DELIVERY_BYTES - envelope);
-        let built = build(&c, "gh:x", &exact, &events(1)).unwrap();
+        let built = build(&c, "gh:x", &exact, &deleted_applications(1)).unwrap();
         assert_eq!(built[0].body.len(), MAX_DELIVERY_BYTES);
         let over = string_of(MAX_DELIVERY_BYTES - envelope + 1);
-        assert_eq!(build(&c, "gh:x", &over, &events(1)), Err(TooMuch { parts: 1, bytes: MAX_DELIVERY_BYTES + 1 }));
+        assert_eq!(
+            build(&c, "gh:x", &over, &deleted_applications(1)),
+            Err(TooMuch { parts: 1, bytes: MAX_DELIVERY_BYTES + 1 })
+        );
     }
 
     #[test]
