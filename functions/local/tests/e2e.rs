@@ -326,6 +326,55 @@ async fn a_deleted_instances_notification_ends_at_its_next_attempt() {
     server.stop().await;
 }
 
+/// Events disabled while a notification waits for its retry: the attempt sends nothing and
+/// counts as failed, but the notification stays pending (not dead-lettered as for a deleted
+/// instance), so that once events are enabled again the next retry delivers it.
+#[tokio::test]
+async fn a_notification_waits_out_its_instances_events_being_disabled() {
+    let dir = tmp();
+    let rx = Receiver::start().await;
+    // Retry-After 120 s puts the second attempt 2.4 s on at this scale: time to disable.
+    rx.script([Reply { retry_after: Some("120".into()), ..Reply::status(429) }]);
+    let server = Server::start(config(dir.path(), 0.02)).await;
+    let inst = server.create_instance(&rx.url(), json!({})).await;
+    let id = id_of(&inst);
+    let (_, r) = server.webhook(id, &fixture("job_created.json"), VENDOR_KEY, Some("off-1")).await;
+    let event_id = r["eventId"].as_str().unwrap().to_owned();
+    rx.wait_for(1, WAIT).await;
+    let enabled = |on: bool| json!({"configuration": {"event.notification.enabled": on}});
+    let (status, v) = server.call("PATCH", &format!("/instances/{id}"), Some(&admin()), Some(enabled(false))).await;
+    assert_eq!(status, 200, "{v}");
+
+    let deadline = std::time::Instant::now() + WAIT;
+    let e = loop {
+        let events = server.events(id, "").await;
+        let e = events.iter().find(|e| e["eventId"] == event_id).unwrap().clone();
+        if e["attempts"].as_array().unwrap().len() >= 2 {
+            break e;
+        }
+        assert!(std::time::Instant::now() < deadline, "no second attempt: {e}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(e["status"], "pending", "{e}");
+    assert!(e["deadLetterReason"].is_null(), "{e}");
+    assert!(e["nextAttemptDate"].is_string(), "{e}");
+    let refused = &e["attempts"][1];
+    assert_eq!(refused["error"], "events are disabled for this instance", "{e}");
+    assert!(refused["statusCode"].is_null(), "{e}");
+    assert_eq!(rx.received().len(), 1, "nothing is sent while events are disabled");
+
+    // Enabled again: the next retry (5 min, 6 s at this scale) delivers it, same eventId.
+    let (status, v) = server.call("PATCH", &format!("/instances/{id}"), Some(&admin()), Some(enabled(true))).await;
+    assert_eq!(status, 200, "{v}");
+    let e = server.wait_status(id, &event_id, "delivered", WAIT).await;
+    assert_eq!(e["attempts"].as_array().unwrap().len(), 3, "{e}");
+    let got = rx.received();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].header("webhook-id"), event_id);
+    assert_eq!(got[0].body, got[1].body);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_timeout_is_a_failed_attempt_retried_after_the_floor() {
     let dir = tmp();
