@@ -61,7 +61,7 @@ pub async fn deliver(
     let decision = match instance {
         // Retrying would refuse it again up to the last attempt, 27.5 hours on.
         None => Decision::DeadLetter(DeadLetterReason::InstanceDeleted),
-        Some(_) => retry::decide(attempt, &response.result, rand::rng().random_range(-1.0..=1.0)),
+        Some(_) => retry::decide(attempt, &response.result, jitter_draw()),
     };
     let next = match decision {
         Decision::Delivered => NextStep::Delivered,
@@ -92,6 +92,11 @@ pub async fn deliver(
     Ok(next)
 }
 
+/// The jitter of one retry delay: uniform in [-1, 1], which `retry::decide` scales to ±20 %.
+fn jitter_draw() -> f64 {
+    rand::rng().random_range(-1.0..=1.0)
+}
+
 /// An attempt that could not even be made: it counts as a failure so the schedule still
 /// applies and the notification ends dead-lettered (and redeliverable), never dropped. (For a
 /// deleted instance the first such attempt is the last.)
@@ -102,5 +107,18 @@ fn refused(reason: &str) -> CallbackResponse {
         error: Some(reason.to_owned()),
         body_excerpt: String::new(),
         duration: Duration::ZERO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_jitter_spreads_delays_both_ways_within_its_range() {
+        let draws: Vec<f64> = (0..1000).map(|_| jitter_draw()).collect();
+        assert!(draws.iter().all(|d| (-1.0..=1.0).contains(d)), "{draws:?}");
+        // Each bound fails with a probability of 0.75^1000 for a uniform draw.
+        assert!(draws.iter().any(|&d| d < -0.5) && draws.iter().any(|&d| d > 0.5), "{draws:?}");
     }
 }
