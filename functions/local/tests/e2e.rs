@@ -375,6 +375,45 @@ async fn a_notification_waits_out_its_instances_events_being_disabled() {
     server.stop().await;
 }
 
+/// Every attempt leaves one log line an operator can alert on: `delivered` (info) or `delivery
+/// attempt failed` (warn) with the status and what follows. No secret is in any line the
+/// delivery writes (the signing key signs the notification; the vendor key verified it).
+#[tokio::test]
+async fn each_attempt_is_logged_with_its_outcome_and_no_secret() {
+    let logs = harness::calls::Logs::default();
+    // The production level for everything else; all our own crates' lines.
+    let _capture = logs.install("info,relay_core=trace,relay_sqlite=trace,relay_callback=trace,greenhouse_relay=trace");
+    let dir = tmp();
+    let rx = Receiver::start().await;
+    rx.script([Reply::status(503)]);
+    let server = Server::start(config(dir.path(), 0.001)).await;
+    let inst = server.create_instance(&rx.url(), json!({})).await;
+    let token = inst["token"].as_str().unwrap().to_owned();
+    let id = id_of(&inst);
+    let (_, r) = server.webhook(id, &fixture("job_created.json"), VENDOR_KEY, Some("log-1")).await;
+    let event_id = r["eventId"].as_str().unwrap().to_owned();
+    server.wait_status(id, &event_id, "delivered", WAIT).await;
+    server.stop().await;
+
+    let text = logs.take();
+    for secret in [SIGNING_KEY, VENDOR_KEY, USER, ORG, token.as_str()] {
+        assert!(!text.contains(secret), "{secret} in the logs:\n{text}");
+    }
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let attempts: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["event_id"] == event_id.as_str() && l["fields"]["attempt"].is_number())
+        .collect();
+    assert_eq!(attempts.len(), 2, "{text}");
+    let (failed, delivered) = (&attempts[0], &attempts[1]);
+    assert_eq!((&failed["level"], &failed["fields"]["message"]), (&json!("WARN"), &json!("delivery attempt failed")));
+    assert_eq!((&failed["fields"]["attempt"], &failed["fields"]["status"]), (&json!(1), &json!("Some(503)")));
+    assert!(failed["fields"]["next"].as_str().unwrap().starts_with("RetryAt"), "{failed}");
+    assert_eq!((&delivered["level"], &delivered["fields"]["message"]), (&json!("INFO"), &json!("delivered")));
+    assert_eq!((&delivered["fields"]["attempt"], &delivered["fields"]["status"]), (&json!(2), &json!("Some(200)")));
+    assert_eq!(delivered["fields"]["instance_id"], id);
+}
+
 #[tokio::test]
 async fn a_timeout_is_a_failed_attempt_retried_after_the_floor() {
     let dir = tmp();
