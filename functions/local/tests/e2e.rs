@@ -1136,6 +1136,13 @@ async fn delivered_notifications_are_purged_after_the_retention_and_failed_ones_
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(rx.received().len(), 2);
     assert_eq!(server.events(id, "").await.len(), 1);
+    // The key expires 72 hours after the delivery was accepted, a few moments ago.
+    let conn = rusqlite::Connection::open(dir.path().join("relay.db")).unwrap();
+    let expires_at: i64 =
+        conn.query_row("SELECT expires_at FROM dedupe WHERE event_id = ?1", [&delivered], |r| r.get(0)).unwrap();
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let left = Duration::from_millis((expires_at - now_ms).max(0) as u64);
+    assert!(left > Duration::from_secs(71 * 3600) && left <= Duration::from_secs(72 * 3600), "{left:?} left");
     server.stop().await;
 }
 
