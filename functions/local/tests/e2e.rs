@@ -541,6 +541,31 @@ async fn a_hanging_callback_takes_at_most_its_share_of_the_delivery_capacity() {
     server.stop().await;
 }
 
+/// The contract's limit is inclusive: a body of exactly 1 MiB is taken and delivered as received,
+/// one byte more is a 413 that queues nothing.
+#[tokio::test]
+async fn a_body_of_exactly_1_mib_is_delivered_and_one_byte_more_is_refused() {
+    let dir = tmp();
+    let rx = Receiver::start().await;
+    let server = Server::start(config(dir.path(), 0.001)).await;
+    let id = id_of(&server.create_instance(&rx.url(), json!({})).await);
+    let body = |len: usize| {
+        let (head, tail) = (r#"{"action":"job_created","payload":{"job":{"id":1,"notes":""#, r#""}}}"#);
+        format!("{head}{}{tail}", "a".repeat(len - head.len() - tail.len())).into_bytes()
+    };
+    let (status, v) = server.webhook(id, &body(1024 * 1024 + 1), VENDOR_KEY, Some("mib+1")).await;
+    assert_eq!(status, 413, "{v}");
+    let exact = body(1024 * 1024);
+    let (status, v) = server.webhook(id, &exact, VENDOR_KEY, Some("mib")).await;
+    assert_eq!(status, 200, "{v}");
+    server.wait_status(id, v["eventId"].as_str().unwrap(), "delivered", WAIT).await;
+    let got = rx.received();
+    assert_eq!(got.len(), 1, "the 413 queued nothing");
+    assert_eq!(got[0].json()["message"]["raw"], serde_json::from_slice::<Value>(&exact).unwrap());
+    assert_signed(&got[0], SIGNING_KEY);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn bad_input_gets_a_json_error_and_changes_nothing() {
     let dir = tmp();
