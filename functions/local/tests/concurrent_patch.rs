@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use relay_core::api::Api;
@@ -93,7 +94,10 @@ async fn a_patch_that_read_before_another_wrote_merges_again_and_loses_neither()
             call(&api, "PATCH", &path, body).await
         }
     });
-    dns.reached.notified().await;
+    // (A PATCH that skipped the check would never get there: fail rather than wait forever.)
+    tokio::time::timeout(Duration::from_secs(30), dns.reached.notified())
+        .await
+        .expect("A's PATCH of the callback URL never checked its DNS");
     // B reads and writes meanwhile.
     let (status, b) = call(&api, "PATCH", &path, json!({"name": "renamed", "configuration": {"b": "2"}})).await;
     assert_eq!(status, 200, "{b}");
