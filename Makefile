@@ -8,7 +8,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 VENV := .venv-tools
 SAM_VENV := .venv-sam
 
-.PHONY: help run listen test test-rust test-infra api-fuzz validate validate-sam build deploy invoke coldstart conformance parity-aws bench-core bench-store bench-local fuzz mutants tools-wrk fmt lint
+.PHONY: help run listen test test-rust test-infra api-fuzz validate validate-sam build deploy invoke coldstart conformance parity-aws bench-core bench-store bench-local fuzz mutants mutants-use-cases tools-wrk fmt lint
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -101,15 +101,21 @@ fuzz: ## libFuzzer on the ingest parser for FUZZ_SECONDS (default 300); installs
 	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run parse_webhook fuzz/corpus ../shared/fixtures/greenhouse -- \
 		-max_total_time=$${FUZZ_SECONDS:-300} -max_len=8192
 
-# cargo-mutants changes the core's domain code one mutant at a time (an operator swapped, a
-# function's body replaced) and runs relay-core's tests on each: a mutant no test fails is
-# behaviour nothing checks. It builds in a copy of the tree with a target directory of its own.
+# cargo-mutants changes the core's code one mutant at a time (an operator swapped, a function's
+# body replaced) and runs the tests of MUTANTS_TESTS on each: a mutant no test fails is behaviour
+# nothing checks. It builds in a copy of the tree with a target directory of its own. Its baseline
+# runs relay-core's tests only, so with other suites the timeout is set (240 s), not derived.
 MUTANTS_FILES ?= json greenhouse notification instance network retry
+MUTANTS_TESTS ?= relay-core
 mutants: ## cargo-mutants on the core's domain modules (MUTANTS_FILES; about 1 h on 2 cores); installs cargo-mutants
 	@command -v cargo-mutants >/dev/null || { echo "installing cargo-mutants (cargo install cargo-mutants)"; \
 	  $(CARGO) install cargo-mutants --locked; }
 	env -u CARGO_TARGET_DIR PROPTEST_CASES=$${PROPTEST_CASES:-64} $(CARGO) mutants -p relay-core \
-	  --test-package relay-core -o .mutants $(foreach f,$(MUTANTS_FILES),-f shared/core/src/$(f).rs)
+	  --test-package $(MUTANTS_TESTS) $(if $(filter-out relay-core,$(MUTANTS_TESTS)),--timeout 240) \
+	  -o .mutants $(foreach f,$(MUTANTS_FILES),-f shared/core/src/$(f).rs)
+
+mutants-use-cases: ## cargo-mutants on the ingest, delivery and management use cases, with the local mode's suites (about 1.5 h)
+	$(MAKE) mutants MUTANTS_FILES="ingest delivery manage" MUTANTS_TESTS=relay-core,greenhouse-relay PROPTEST_CASES=16
 
 tools-wrk:
 	@command -v wrk >/dev/null || { echo "installing wrk (apt-get install wrk)"; \
