@@ -1392,6 +1392,7 @@ async fn the_instances_list_pages_with_cloud_elements_tokens_and_stays_under_4_m
         ("pageSize=x", "pageSize:"),
         ("nextPage=abc", "nextPage:"),
         ("nextPage=-3", "nextPage:"),
+        ("nextPage=0", "nextPage:"),
     ] {
         let (status, body) = server.call("GET", &format!("/instances?{query}"), Some(&admin()), None).await;
         assert_eq!(status, 400, "{query}: {body}");
