@@ -501,7 +501,23 @@ fn percent_decode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::public_base_url;
+    use super::{ApiConfig, public_base_url};
+    use crate::network::NetworkPolicy;
+
+    #[test]
+    fn the_config_debugs_everything_but_the_admin_secrets() {
+        let config = ApiConfig {
+            admin_user_secret: "user-secret-1".into(),
+            admin_org_secret: "org-secret-2".into(),
+            public_base_url: Some("https://relay.example.com".into()),
+            policy: NetworkPolicy::default(),
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("user-secret-1") && !shown.contains("org-secret-2"), "{shown}");
+        assert!(shown.contains(r#"admin_user_secret: "********""#), "{shown}");
+        assert!(shown.contains(r#"admin_org_secret: "********""#), "{shown}");
+        assert!(shown.contains("https://relay.example.com") && shown.contains("NetworkPolicy"), "{shown}");
+    }
 
     #[test]
     fn a_public_base_url_is_an_http_url_with_a_host_and_nothing_after_its_path() {
@@ -522,6 +538,8 @@ mod tests {
             "mailto:ops@example.com",
             "file:///tmp",
             "https://user:secret@relay.example.com",
+            "https://secret@relay.example.com",
+            "https://:secret@relay.example.com",
             "https://relay.example.com/?a=1",
             "https://relay.example.com/#x",
         ] {
