@@ -175,23 +175,16 @@ impl From<ManageError> for ApiError {
 /// `Link: <{base}/instances/{id}/events?...&before=<cursor>>; rel="next"` (the request's other
 /// parameters kept; `base` as in `webhookUrl`, so a path in the public base URL is kept too).
 fn events_page(base: &str, id: i64, query: Option<&str>, page: &crate::manage::EventPage) -> Response<Bytes> {
-    let mut body = Vec::with_capacity(1024);
-    body.push(b'[');
+    let mut array = BoundedArray::new(LIST_BYTES_MAX);
     let mut last = None;
     for (i, e) in page.events.iter().enumerate() {
-        let item = event_json(e);
-        if i > 0 && body.len() + item.len() + 2 > LIST_BYTES_MAX {
+        if !array.push(&event_json(e)) {
             break;
         }
-        if i > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(&item);
         last = Some(i);
     }
-    body.push(b']');
     let cut = last.is_some_and(|i| i + 1 < page.events.len());
-    let mut r = Response::new(Bytes::from(body));
+    let mut r = Response::new(Bytes::from(array.finish()));
     r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
     if let Some(i) = last.filter(|_| cut || page.more) {
         let mut params: Vec<&str> =
@@ -204,6 +197,39 @@ fn events_page(base: &str, id: i64, query: Option<&str>, page: &crate::manage::E
         }
     }
     r
+}
+
+/// A JSON array of serialised items that stays within `max` bytes once closed: an item that
+/// would take it past is refused, except the first, so a page always carries one.
+struct BoundedArray {
+    body: Vec<u8>,
+    max: usize,
+    items: usize,
+}
+
+impl BoundedArray {
+    fn new(max: usize) -> Self {
+        BoundedArray { body: vec![b'['], max, items: 0 }
+    }
+
+    /// Adds `item` (with its comma) unless the closed array would pass `max`; says whether it did.
+    fn push(&mut self, item: &[u8]) -> bool {
+        if self.items > 0 {
+            // `[` and the items so far, then `,`, this item and `]`.
+            if self.body.len() + 1 + item.len() + 1 > self.max {
+                return false;
+            }
+            self.body.push(b',');
+        }
+        self.body.extend_from_slice(item);
+        self.items += 1;
+        true
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.body.push(b']');
+        self.body
+    }
 }
 
 pub fn json_response(status: StatusCode, value: &Value) -> Response<Bytes> {
@@ -416,28 +442,22 @@ impl Api {
     /// `Elements-Next-Page-Token: <token>` (Cloud Elements' header; pass it as `nextPage`) and
     /// `Link: <{base}/instances?...&nextPage=<token>>; rel="next"`.
     async fn instances_page(&self, base: &str, q: &InstanceQuery) -> Result<Response<Bytes>, ApiError> {
-        let mut body = vec![b'['];
-        let (mut after, mut count) = (q.after, 0usize);
+        let mut array = BoundedArray::new(LIST_BYTES_MAX);
+        let mut after = q.after;
         let more = 'pages: loop {
             let page = self.manage().list(after, q.page_size.unwrap_or(INSTANCES_PAGE_MAX)).await?;
             for instance in &page.instances {
                 let item = serde_json::to_vec(&instance_json(instance, base, None, None)).unwrap_or_default();
-                if count > 0 && body.len() + item.len() + 2 > LIST_BYTES_MAX {
+                if !array.push(&item) {
                     break 'pages true;
                 }
-                if count > 0 {
-                    body.push(b',');
-                }
-                body.extend_from_slice(&item);
-                count += 1;
                 after = Some(instance.id);
             }
             if q.page_size.is_some() || !page.more {
                 break page.more;
             }
         };
-        body.push(b']');
-        let mut r = json_bytes_response(StatusCode::OK, body);
+        let mut r = json_bytes_response(StatusCode::OK, array.finish());
         if let (true, Some(last)) = (more, after) {
             let size = q.page_size.map(|n| format!("pageSize={n}&")).unwrap_or_default();
             let link = format!("<{base}/instances?{size}nextPage={last}>; rel=\"next\"");
@@ -501,8 +521,28 @@ fn percent_decode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{ApiConfig, public_base_url};
+    use super::{ApiConfig, BoundedArray, public_base_url};
     use crate::network::NetworkPolicy;
+
+    #[test]
+    fn a_bounded_array_takes_items_while_the_closed_array_fits_and_always_its_first() {
+        let empty = BoundedArray::new(10);
+        assert_eq!(empty.finish(), b"[]");
+
+        // `[1234,567]` is exactly 10 bytes: it fits; `[1234,5678]` (11) does not, nor `[1234,567,8]`.
+        let mut a = BoundedArray::new(10);
+        assert!(a.push(b"1234"));
+        assert!(!a.push(b"5678"));
+        assert!(a.push(b"567"));
+        assert!(!a.push(b"8"));
+        assert_eq!(a.finish(), b"[1234,567]");
+
+        // An item bigger than the bound alone still goes in first: a page always carries one.
+        let mut big = BoundedArray::new(4);
+        assert!(big.push(b"\"0123456789\""));
+        assert!(!big.push(b"1"));
+        assert_eq!(big.finish(), br#"["0123456789"]"#);
+    }
 
     #[test]
     fn the_config_debugs_everything_but_the_admin_secrets() {
