@@ -1266,6 +1266,16 @@ async fn page(server: &Server, path: &str) -> (Vec<Value>, Option<String>, usize
     (serde_json::from_slice::<Vec<Value>>(&bytes).unwrap(), next, bytes.len())
 }
 
+/// The length of each item of a list as the server wrote it (not re-serialised).
+async fn raw_items(server: &Server, path: &str) -> Vec<usize> {
+    let url = if path.starts_with("http") { path.to_owned() } else { format!("{}{path}", server.base) };
+    let resp = server.http.get(url).header("authorization", admin()).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{path}");
+    let bytes = resp.bytes().await.unwrap();
+    let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&bytes).unwrap();
+    items.iter().map(|i| i.get().len()).collect()
+}
+
 #[tokio::test]
 async fn the_events_list_pages_with_a_next_link_and_stays_under_4_mib() {
     let dir = tmp();
@@ -1331,10 +1341,18 @@ async fn the_events_list_pages_with_a_next_link_and_stays_under_4_mib() {
         assert_eq!(status, 200, "{r}");
         big.push(r["eventId"].as_str().unwrap().to_owned());
     }
+    // Delivered first, so that nothing in them changes between the reads below.
+    for e in &big {
+        server.wait_status(id, e, "delivered", WAIT).await;
+    }
     let (first, next, bytes) = page(&server, &format!("/instances/{id}/events?limit=10")).await;
     assert!(bytes <= 4 * 1024 * 1024, "{bytes}");
     assert!((1..5).contains(&first.len()), "{}", first.len());
-    let (rest, _, _) = page(&server, &next.expect("a next link")).await;
+    let next = next.expect("a next link");
+    let (rest, _, _) = page(&server, &next).await;
+    // The page ends only because the next one would take it past 4 MiB (`,` + it).
+    let following = raw_items(&server, &next).await[0];
+    assert!(bytes + 1 + following > 4 * 1024 * 1024, "{bytes} + 1 + {following}: the page could hold one more");
     let firsts: Vec<&str> = first.iter().chain(&rest).take(5).map(|e| e["eventId"].as_str().unwrap()).collect();
     let mut firsts_sorted = firsts.clone();
     firsts_sorted.sort();
@@ -1408,8 +1426,11 @@ async fn the_instances_list_pages_with_cloud_elements_tokens_and_stays_under_4_m
     let (page, token, _, bytes) = get("/instances".into()).await;
     assert!(bytes <= 4 * 1024 * 1024, "{bytes}");
     assert!(page.len() < live.len() + heavy.len());
-    let (rest, token, _, _) = get(format!("/instances?nextPage={}", token.expect("a token after the cut"))).await;
+    let rest_path = format!("/instances?nextPage={}", token.expect("a token after the cut"));
+    let (rest, token, _, _) = get(rest_path.clone()).await;
     assert_eq!(token, None);
+    let following = raw_items(&server, &rest_path).await[0];
+    assert!(bytes + 1 + following > 4 * 1024 * 1024, "{bytes} + 1 + {following}: the page could hold one more");
     assert_eq!([page, rest].concat(), [live, heavy].concat());
     server.stop().await;
 }

@@ -250,12 +250,14 @@ impl Server {
     /// Waits until the events API shows `event_id` with `status`.
     pub async fn wait_status(&self, instance_id: i64, event_id: &str, status: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
+        let path = format!("/instances/{instance_id}/events/{event_id}");
         loop {
-            let events = self.events(instance_id, "?limit=500").await;
-            if let Some(e) = events.iter().find(|e| e["eventId"] == event_id && e["status"] == status) {
-                return e.clone();
+            let (code, event) = self.call("GET", &path, Some(&admin()), None).await;
+            if code == 200 && event["status"] == status {
+                return event;
             }
-            assert!(Instant::now() < deadline, "{event_id} never reached {status}: {events:?}");
+            let (now, attempts) = (&event["status"], &event["attempts"]);
+            assert!(Instant::now() < deadline, "{event_id} never reached {status}: {code}, {now}, {attempts}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
