@@ -8,7 +8,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 VENV := .venv-tools
 SAM_VENV := .venv-sam
 
-.PHONY: help run listen test test-rust test-infra api-fuzz validate validate-sam build deploy invoke coldstart conformance parity-aws bench-core bench-store bench-local fuzz mutants mutants-use-cases tools-wrk fmt lint
+.PHONY: help run listen test test-rust test-infra api-fuzz validate validate-sam build deploy invoke coldstart conformance parity-aws bench-core bench-store bench-local fuzz mutants mutants-use-cases mutants-router tools-wrk fmt lint
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -116,6 +116,9 @@ mutants: ## cargo-mutants on the core's domain modules (MUTANTS_FILES; about 1 h
 
 mutants-use-cases: ## cargo-mutants on the ingest, delivery and management use cases, with the local mode's suites (about 1.5 h)
 	$(MAKE) mutants MUTANTS_FILES="ingest delivery manage" MUTANTS_TESTS=relay-core,greenhouse-relay PROPTEST_CASES=16
+
+mutants-router: ## cargo-mutants on the HTTP router, with the local mode's suites (about 70 min)
+	$(MAKE) mutants MUTANTS_FILES=api MUTANTS_TESTS=relay-core,greenhouse-relay PROPTEST_CASES=16
 
 tools-wrk:
 	@command -v wrk >/dev/null || { echo "installing wrk (apt-get install wrk)"; \
