@@ -362,6 +362,10 @@ async fn a_notification_waits_out_its_instances_events_being_disabled() {
     assert_eq!(refused["error"], "events are disabled for this instance", "{e}");
     assert!(refused["statusCode"].is_null(), "{e}");
     assert_eq!(rx.received().len(), 1, "nothing is sent while events are disabled");
+    // Listed as pending, and only there.
+    let ids = |events: Vec<Value>| events.iter().map(|e| e["eventId"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    assert_eq!(ids(server.events(id, "?status=pending").await), vec![event_id.clone()]);
+    assert_eq!(ids(server.events(id, "?status=failed").await), Vec::<String>::new());
 
     // Enabled again: the next retry (5 min, 6 s at this scale) delivers it, same eventId.
     let (status, v) = server.call("PATCH", &format!("/instances/{id}"), Some(&admin()), Some(enabled(true))).await;

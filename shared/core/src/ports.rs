@@ -311,3 +311,18 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
     Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::EventStatus;
+
+    #[test]
+    fn each_status_parses_from_the_name_it_is_written_as_and_nothing_else_does() {
+        for status in [EventStatus::Pending, EventStatus::Delivered, EventStatus::Failed] {
+            assert_eq!(EventStatus::parse(status.as_str()), Some(status));
+        }
+        for other in ["", "Pending", "dead", "pending ", "queued"] {
+            assert_eq!(EventStatus::parse(other), None, "{other:?}");
+        }
+    }
+}
