@@ -314,7 +314,16 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
-    use super::EventStatus;
+    use super::{EventStatus, rfc3339};
+
+    /// The digits written directly cover years 0 to 9999 (the properties test them against
+    /// `time`); a year before 0 goes to `time`'s formatter rather than come out as wrong digits.
+    #[test]
+    fn years_before_0_are_written_by_time() {
+        assert_eq!(rfc3339(253_402_300_799_000), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(-62_167_219_200_000), "0000-01-01T00:00:00Z");
+        assert_eq!(rfc3339(-62_167_219_201_000), "-0001-12-31T23:59:59Z");
+    }
 
     #[test]
     fn each_status_parses_from_the_name_it_is_written_as_and_nothing_else_does() {
