@@ -333,7 +333,21 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::excerpt_text;
+    use super::{HttpCallback, excerpt_text};
+    use relay_core::network::NetworkPolicy;
+    use std::time::Duration;
+
+    #[test]
+    fn warm_builds_the_clients_the_policy_needs_before_the_first_delivery() {
+        for plain_http in [false, true] {
+            let policy = NetworkPolicy { allow: vec![], allow_http_to_allowed_nets: plain_http };
+            let callback = HttpCallback::new(policy, Duration::from_secs(1)).unwrap();
+            assert!(callback.https.get().is_none() && callback.http.get().is_none());
+            callback.warm().unwrap();
+            assert!(matches!(callback.https.get(), Some(Ok(_))));
+            assert_eq!(matches!(callback.http.get(), Some(Ok(_))), plain_http);
+        }
+    }
 
     #[test]
     fn an_excerpt_cut_inside_a_character_ends_at_the_character_before() {
