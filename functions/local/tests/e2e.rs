@@ -203,6 +203,25 @@ async fn a_repeated_greenhouse_event_id_is_queued_once_with_the_same_event_id() 
 }
 
 #[tokio::test]
+async fn a_retry_is_attempted_when_it_falls_due_not_at_the_next_idle_poll() {
+    let dir = tmp();
+    let rx = Receiver::start().await;
+    rx.script([Reply::status(500), Reply::status(200)]);
+    // The first retry comes 5 s x 0.01 after the first attempt. The worker looks at the queue
+    // once a minute here, unless woken by a webhook or a finished delivery: it must sleep until
+    // the retry falls due (the store says when), not until its next look.
+    let mut c = config(dir.path(), 0.01);
+    c.worker.idle_poll = Duration::from_secs(60);
+    let server = Server::start(c).await;
+    let inst = server.create_instance(&rx.url(), json!({})).await;
+    let (_, r) = server.webhook(id_of(&inst), &fixture("job_created.json"), VENDOR_KEY, Some("due")).await;
+    let e = server.wait_status(id_of(&inst), r["eventId"].as_str().unwrap(), "delivered", WAIT).await;
+    let codes: Vec<Value> = e["attempts"].as_array().unwrap().iter().map(|a| a["statusCode"].clone()).collect();
+    assert_eq!(codes, vec![json!(500), json!(200)]);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_failing_receiver_gets_retries_until_it_answers_2xx() {
     let dir = tmp();
     let rx = Receiver::start().await;

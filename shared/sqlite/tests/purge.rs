@@ -92,3 +92,18 @@ async fn a_backlog_larger_than_a_batch_is_purged_whole() {
     assert_eq!(c.query_row("SELECT COUNT(*) FROM attempts", [], |r| r.get::<_, i64>(0)).unwrap(), 6);
     assert_eq!(c.query_row("SELECT COUNT(*) FROM dedupe", [], |r| r.get::<_, i64>(0)).unwrap(), 0);
 }
+
+#[tokio::test]
+async fn a_backlog_of_expired_keys_larger_than_a_batch_is_purged_whole_beside_few_notifications() {
+    // The purge goes on while either search filled its batch: here only the keys' does.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let events: Vec<(String, &str, i64)> = (0..3).map(|i| (format!("old{i}"), "delivered", i)).collect();
+    let keys: Vec<(String, i64)> = (0..2 * PURGE_BATCH).map(|i| (format!("k{i}"), i as i64)).collect();
+    insert(&path, &events, &keys);
+    assert_eq!(store.purge(NOW, CUTOFF).await.unwrap(), 3 + 2 * PURGE_BATCH);
+    let c = Connection::open(&path).unwrap();
+    assert_eq!(c.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0)).unwrap(), 0);
+    assert_eq!(c.query_row("SELECT COUNT(*) FROM dedupe", [], |r| r.get::<_, i64>(0)).unwrap(), 0);
+}
