@@ -8,7 +8,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 VENV := .venv-tools
 SAM_VENV := .venv-sam
 
-.PHONY: help run listen test test-rust test-infra api-fuzz validate validate-sam build deploy invoke coldstart conformance parity-aws bench-core bench-store bench-local fuzz mutants mutants-use-cases mutants-router tools-wrk fmt lint
+.PHONY: help run listen test test-rust test-infra api-fuzz validate validate-sam build deploy invoke coldstart conformance parity-aws bench-core bench-store bench-local fuzz mutants mutants-use-cases mutants-router mutants-adapters tools-mutants tools-wrk fmt lint
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -107,9 +107,11 @@ fuzz: ## libFuzzer on the ingest parser for FUZZ_SECONDS (default 300); installs
 # runs relay-core's tests only, so with other suites the timeout is set (240 s), not derived.
 MUTANTS_FILES ?= json greenhouse notification instance network retry
 MUTANTS_TESTS ?= relay-core
-mutants: ## cargo-mutants on the core's domain modules (MUTANTS_FILES; about 1 h on 2 cores); installs cargo-mutants
+tools-mutants:
 	@command -v cargo-mutants >/dev/null || { echo "installing cargo-mutants (cargo install cargo-mutants)"; \
 	  $(CARGO) install cargo-mutants --locked; }
+
+mutants: tools-mutants ## cargo-mutants on the core's domain modules (MUTANTS_FILES; about 1 h on 2 cores); installs cargo-mutants
 	env -u CARGO_TARGET_DIR PROPTEST_CASES=$${PROPTEST_CASES:-64} $(CARGO) mutants -p relay-core \
 	  --test-package $(MUTANTS_TESTS) $(if $(filter-out relay-core,$(MUTANTS_TESTS)),--timeout 240) \
 	  -o .mutants $(foreach f,$(MUTANTS_FILES),-f shared/core/src/$(f).rs)
@@ -119,6 +121,10 @@ mutants-use-cases: ## cargo-mutants on the ingest, delivery and management use c
 
 mutants-router: ## cargo-mutants on the HTTP router, with the local mode's suites (about 70 min)
 	$(MAKE) mutants MUTANTS_FILES=api MUTANTS_TESTS=relay-core,greenhouse-relay PROPTEST_CASES=16
+
+mutants-adapters: tools-mutants ## cargo-mutants on the callback client and the SQLite store, with their own tests and the local mode's suites
+	env -u CARGO_TARGET_DIR PROPTEST_CASES=16 $(CARGO) mutants -p relay-callback -p relay-sqlite \
+	  --test-package relay-callback,relay-sqlite,greenhouse-relay --timeout 240 -o .mutants
 
 tools-wrk:
 	@command -v wrk >/dev/null || { echo "installing wrk (apt-get install wrk)"; \
