@@ -24,6 +24,9 @@ async fn a_list_stops_after_the_notification_that_passes_max_bytes() {
     let ids = |events: Vec<relay_core::ports::EventRecord>| events.into_iter().map(|e| e.event_id).collect::<Vec<_>>();
     assert_eq!(ids(store.list(1, &q(None, None)).await.unwrap()), ["e4", "e3", "e2", "e1", "e0"]);
     assert_eq!(ids(store.list(1, &q(None, Some(2_500_000))).await.unwrap()), ["e4", "e3", "e2"]);
+    // Reaching `max_bytes` is not passing it.
+    assert_eq!(ids(store.list(1, &q(None, Some(2_000_000))).await.unwrap()), ["e4", "e3", "e2"]);
+    assert_eq!(ids(store.list(1, &q(None, Some(1_999_999))).await.unwrap()), ["e4", "e3"]);
     assert_eq!(
         ids(store.list(1, &q(Some(EventStatus::Failed), Some(1))).await.unwrap()),
         ["e4"],
