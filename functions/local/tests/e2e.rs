@@ -1148,6 +1148,8 @@ async fn a_receiver_behind_a_private_ca_is_delivered_to_once_its_root_is_configu
 
 #[tokio::test]
 async fn delivered_notifications_are_purged_after_the_retention_and_failed_ones_kept() {
+    let logs = harness::calls::Logs::default();
+    let _capture = logs.install("info");
     let dir = tmp();
     let rx = Receiver::start().await;
     // The first delivery is dead-lettered at once (410), the second delivered.
@@ -1193,6 +1195,16 @@ async fn delivered_notifications_are_purged_after_the_retention_and_failed_ones_
     let left = Duration::from_millis((expires_at - now_ms).max(0) as u64);
     assert!(left > Duration::from_secs(71 * 3600) && left <= Duration::from_secs(72 * 3600), "{left:?} left");
     server.stop().await;
+    // A purge that deleted something says so, once, with the count; the many that found
+    // nothing (one every 100 ms here) say nothing.
+    let text = logs.take();
+    let purges: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["fields"]["message"].as_str().is_some_and(|m| m.starts_with("purged")))
+        .collect();
+    assert_eq!(purges.len(), 1, "{text}");
+    assert_eq!((&purges[0]["level"], &purges[0]["fields"]["rows"]), (&json!("INFO"), &json!(1)));
 }
 
 #[tokio::test]
