@@ -122,7 +122,7 @@ mutants-use-cases: ## cargo-mutants on the ingest, delivery and management use c
 mutants-router: ## cargo-mutants on the HTTP router, with the local mode's suites (about 70 min)
 	$(MAKE) mutants MUTANTS_FILES=api MUTANTS_TESTS=relay-core,greenhouse-relay PROPTEST_CASES=16
 
-mutants-adapters: tools-mutants ## cargo-mutants on the callback client and the SQLite store, with their own tests and the local mode's suites
+mutants-adapters: tools-mutants ## cargo-mutants on the callback client and the SQLite store, with their own tests and the local mode's suites (about 2 h)
 	env -u CARGO_TARGET_DIR PROPTEST_CASES=16 $(CARGO) mutants -p relay-callback -p relay-sqlite \
 	  --test-package relay-callback,relay-sqlite,greenhouse-relay --timeout 240 -o .mutants
 
