@@ -103,7 +103,9 @@ fuzz: ## libFuzzer on the ingest parser for FUZZ_SECONDS (default 300); installs
 
 # cargo-mutants changes the core's code one mutant at a time (an operator swapped, a function's
 # body replaced) and runs the tests of MUTANTS_TESTS on each: a mutant no test fails is behaviour
-# nothing checks. It builds in a copy of the tree with a target directory of its own. Its baseline
+# nothing checks. It builds in a copy of the tree with a target directory of its own (hence `env -u
+# CARGO_TARGET_DIR`: cargo names a workspace crate's artifacts by its path inside the workspace, so
+# in a shared target directory the copies would overwrite each other's and the tree's). Its baseline
 # runs relay-core's tests only, so with other suites the timeout is set (240 s), not derived.
 MUTANTS_FILES ?= json greenhouse notification instance network retry
 MUTANTS_TESTS ?= relay-core

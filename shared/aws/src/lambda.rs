@@ -567,6 +567,21 @@ mod tests {
     }
 
     #[test]
+    fn the_configuration_shows_in_debug_output_without_the_admin_secrets() {
+        let env = env(&[
+            ("ADMIN_USER_SECRET", "user-secret-1234"),
+            ("ADMIN_ORG_SECRET", "org-secret-5678"),
+            ("DELIVERY_TIME_SCALE", "0.5"),
+        ])
+        .unwrap();
+        let shown = format!("{env:?}");
+        for part in ["table_name: \"t\"", "queue_url: \"q\"", "time_scale: 0.5", "policy: "] {
+            assert!(shown.contains(part), "{part} not in {shown}");
+        }
+        assert!(!shown.contains("user-secret-1234") && !shown.contains("org-secret-5678"), "{shown}");
+    }
+
+    #[test]
     fn table_and_queue_are_required() {
         let e = Env::from_vars(|_| None).unwrap_err();
         assert!(e.contains("TABLE_NAME"), "{e}");

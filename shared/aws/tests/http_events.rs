@@ -121,12 +121,18 @@ proptest! {
         header in proptest::option::of(("x-[a-z]{1,6}", "[ -~&&[^\\\\]]{0,10}")),
         body in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
         binary in any::<bool>(),
+        cookies in proptest::option::of(proptest::collection::vec("[a-z]{1,5}=[a-zA-Z0-9]{0,6}", 1..3)),
     ) {
         let path = format!("/{}", segments.join("/"));
         let headers: Vec<(&str, &str)> = header.iter().map(|(k, v)| (k.as_str(), v.trim())).collect();
         // A text body is what API Gateway sends for UTF-8; anything else comes base64-encoded.
         let binary = binary || body.as_ref().is_some_and(|b| std::str::from_utf8(b).is_err());
-        let v = event(method, &path, &query, &headers, body.as_deref(), binary);
+        let mut v = event(method, &path, &query, &headers, body.as_deref(), binary);
+        // API Gateway moves the `Cookie` header into a list: both put it back as one header.
+        match cookies {
+            Some(c) => v["cookies"] = json!(c),
+            None => _ = v.as_object_mut().unwrap().remove("cookies"),
+        }
         let req = ours(&v).map_err(|e| TestCaseError::fail(format!("{e}: {v}")))?;
         let mine = view(req.method(), req.uri(), req.headers(), req.body());
         match theirs(&v) {

@@ -149,6 +149,52 @@ async fn a_refused_connection_is_an_io_error_the_sdk_retries() {
     assert!(err.is_io(), "{err:?}");
 }
 
+/// A plain-HTTP server on loopback that reads one request's head and then writes `answer` (raw
+/// bytes, maybe none) and closes the connection.
+async fn closing_server(answer: &'static [u8]) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut buf, mut seen) = (vec![0u8; 4096], vec![]);
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tcp.write_all(answer).await;
+                let _ = tcp.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+/// A connection the server closes before its answer is complete (a pooled connection DynamoDB
+/// closed, a proxy giving up) is no connect error and carries no I/O error, only hyper's: still
+/// an I/O failure, which the SDK retries.
+#[tokio::test]
+async fn a_connection_closed_before_the_answer_is_an_io_error_the_sdk_retries() {
+    let client = SdkHttpClient::with_extra_roots(vec![]).unwrap();
+    for answer in [&b""[..], b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n"] {
+        let port = closing_server(answer).await;
+        let err = get(&client, &format!("http://127.0.0.1:{port}/"), None).await.unwrap_err();
+        assert!(err.is_io(), "{err:?}");
+    }
+}
+
+/// An answer that is not HTTP is neither a timeout nor an I/O failure: "other", which the SDK
+/// does not retry as a transient error.
+#[tokio::test]
+async fn an_answer_that_is_not_http_is_another_error() {
+    let client = SdkHttpClient::with_extra_roots(vec![]).unwrap();
+    let port = closing_server(b"SSH-2.0-OpenSSH_9.2\r\n\r\n").await;
+    let err = get(&client, &format!("http://127.0.0.1:{port}/"), None).await.unwrap_err();
+    assert!(err.is_other() && !err.is_io() && !err.is_timeout(), "{err:?}");
+}
+
 /// A DynamoDB that accepts connections and never answers: the store's call fails with
 /// `Unavailable` once the operation timeout is spent (attempts retried meanwhile), rather than
 /// hang until the function's own timeout.
