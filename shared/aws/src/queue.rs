@@ -119,10 +119,6 @@ impl Queue {
         Queue { sqs, url: url.into() }
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// Sends every message (batches of at most ten and `BATCH_BYTES_MAX` bytes); fails unless all
     /// were accepted by SQS.
     ///
@@ -187,8 +183,10 @@ mod tests {
         assert_eq!(batch_sizes(&[100 * kib; 5]), vec![2, 2, 1]);
         // Exactly the limit fits; one byte more starts a new batch.
         assert_eq!(batch_sizes(&[128 * kib, 128 * kib, 1]), vec![2, 1]);
-        // A message over the limit goes alone (SQS refuses it with its own reason).
+        // A message over the limit goes alone (SQS refuses it with its own reason), first too:
+        // no empty batch before it.
         assert_eq!(batch_sizes(&[1, 300 * kib, 1]), vec![1, 1, 1]);
+        assert_eq!(batch_sizes(&[300 * kib, 1]), vec![1, 1]);
     }
 
     #[test]
