@@ -411,8 +411,12 @@ async fn set_attempts(aws: &Aws, event_id: &str, n: u32) {
 /// Moves the notification's due time 16 minutes back, as if its attempt never came: the state a
 /// function stopped between the row and the queue leaves.
 async fn age_pending(aws: &Aws, event_id: &str) {
-    let due =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 - 16 * 60 * 1000;
+    set_due_minutes_ago(aws, event_id, 16).await;
+}
+
+async fn set_due_minutes_ago(aws: &Aws, event_id: &str, minutes: i64) {
+    let due = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+        - minutes * 60 * 1000;
     set_row_number(aws, event_id, "next_attempt_at", due).await;
 }
 
@@ -430,6 +434,11 @@ async fn a_pending_notification_whose_message_was_lost_can_be_redelivered() {
     let (status, _) = call(&api, "POST", &redeliver, &[admin()], vec![]).await;
     assert_eq!(status, 200);
     assert!(aws.receive_event().await.records.is_empty(), "due just now: its message is presumed on the queue");
+    // Overdue, but less than 15 minutes: an attempt may still be on its way.
+    set_due_minutes_ago(&aws, &event_id, 14).await;
+    let (status, v) = call(&api, "POST", &redeliver, &[admin()], vec![]).await;
+    assert_eq!(status, 200, "{v}");
+    assert!(aws.receive_event().await.records.is_empty(), "14 minutes overdue: still presumed on the queue");
     age_pending(&aws, &event_id).await;
     let (status, v) = call(&api, "POST", &redeliver, &[admin()], vec![]).await;
     assert_eq!(status, 200, "{v}");
