@@ -263,6 +263,12 @@ async fn ingest_answers_503_when_the_emulator_is_down() {
     let (status, v) = webhook(&api, id, r#"{"action":"job_created","payload":{"job":{"id":1}}}"#, "down").await;
     assert_eq!(status, 503, "{v}");
     assert!(v["message"].is_string() && v["requestId"].is_string());
+    // The calls that write the instance's item under a condition: 503 as well, not a 404 saying
+    // the instance is gone (an outage is no failed condition).
+    for (method, path) in [("DELETE", format!("/instances/{id}")), ("POST", format!("/instances/{id}/token"))] {
+        let (status, v) = call(&api, method, &path, &[admin()], vec![]).await;
+        assert_eq!(status, 503, "{method} {path}: {v}");
+    }
     // DynamoDB up, SQS down: still 503, and nothing is marked as seen, so Greenhouse's retry is
     // queued (a duplicate at worst, never a loss).
     let half = relay_aws::DynamoStore::new(
@@ -639,6 +645,38 @@ async fn a_body_of_almost_1_mib_is_kept_in_chunks_and_delivered_exactly() {
         v["notification"]["message"]["raw"] == serde_json::from_str::<Value>(&body).unwrap(),
         "a duplicate changes nothing"
     );
+}
+
+/// Chunks are named by a hash of their bytes. A Greenhouse retry after a 503 may carry other
+/// bytes under the same `Greenhouse-Event-ID` (so the same notification id): its chunks go
+/// beside the first body's, never over them, and the row names only its own. (Over the first
+/// body's three, the retry's two would have left a third that is not its own.)
+#[tokio::test]
+async fn a_retry_with_other_bytes_keeps_its_chunks_apart_from_the_first_bodys() {
+    let aws = provision().await;
+    let rx = Receiver::start().await;
+    let id = instance(&aws.api(), &rx.url).await["id"].as_i64().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let conf = sdk_config(&format!("http://127.0.0.1:{port}")).await;
+    let sqs_down = relay_aws::DynamoStore::new(
+        aws.dynamo.clone(),
+        aws.table.clone(),
+        relay_aws::Queue::new(aws_sdk_sqs::Client::new(&conf), aws.queue_url.clone()),
+    );
+    let callback = Arc::new(HttpCallback::new(loopback_policy(), Duration::from_secs(1)).unwrap());
+    let first = delete_candidate(1, &"\\u00e9x".repeat(100_000));
+    let (status, _) = webhook(&relay_aws::lambda::api(&aws.env(), sqs_down, callback), id, &first, "gh-7").await;
+    assert_eq!(status, 503, "the queue refused it: Greenhouse retries");
+    let retry = delete_candidate(1, &"\\u00e9y".repeat(60_000));
+    let (status, v) = webhook(&aws.api(), id, &retry, "gh-7").await;
+    assert_eq!(status, 200, "{v}");
+    let event = aws.receive_event().await;
+    assert_eq!(event.records.len(), 1);
+    assert!(delivery(&aws).handle_batch(event).await.batch_item_failures.is_empty());
+    let got = rx.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    let sent: Value = serde_json::from_slice(&got[0].1).unwrap();
+    assert!(sent["message"]["raw"] == serde_json::from_str::<Value>(&retry).unwrap(), "the retry's bytes");
 }
 
 /// Eight notifications of 150 KB from one delivery: each fits in a message, together they
