@@ -81,6 +81,12 @@ fn get_n<T: std::str::FromStr>(item: &Item, k: &str) -> Option<T> {
     item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
 }
 
+/// Whether a notification is kept in chunks (rather than in its row): the one rule that both
+/// writes them and later sets them to expire.
+fn in_chunks(body: &[u8]) -> bool {
+    body.len() > BODY_CHUNK
+}
+
 /// The name of the chunks of a notification kept in chunks (`BODY_CHUNK`).
 fn chunks_ref(body: &[u8]) -> String {
     hex::encode(&Sha256::digest(body)[..8])
@@ -127,6 +133,13 @@ fn status_pk(instance_id: i64, status: &str) -> Av {
 /// Sortable: zero-padded milliseconds, then the id (unique).
 fn event_sort(created_at_ms: i64, event_id: &str) -> String {
     format!("{created_at_ms:015}#{event_id}")
+}
+
+/// Whether `since_ms` is newer than the sort key `before` (`event_sort`), so that nothing lies
+/// between them. (A query for that range would be a `BETWEEN` with reversed bounds, which
+/// DynamoDB refuses.)
+fn since_after(since_ms: i64, before: &str) -> bool {
+    format!("{since_ms:015}").as_str() > before
 }
 
 /// A notification's row as the delivery function sees it before an attempt.
@@ -522,7 +535,7 @@ impl DynamoStore {
                 let older = self.attempt_sks(&event.event_id).await?.into_iter().filter(|sk| sk != this).collect();
                 self.set_expiry(&event.event_id, older, Some(expires_at)).await?;
             }
-            if event.body.len() > BODY_CHUNK {
+            if in_chunks(&event.body) {
                 let body_ref = chunks_ref(&event.body);
                 let parts = event.body.len().div_ceil(BODY_CHUNK);
                 let sks = (0..parts).map(|i| chunk_sk(&body_ref, i)).collect();
@@ -628,7 +641,7 @@ impl DynamoStore {
         only_if_not_pending: Option<(i64, Option<EventStatus>)>,
     ) -> Result<Option<Item>, StoreError> {
         let chunks = match fields {
-            Some((_, _, body)) if body.len() > BODY_CHUNK => Some(self.put_chunks(event_id, body).await?),
+            Some((_, _, body)) if in_chunks(body) => Some(self.put_chunks(event_id, body).await?),
             _ => None,
         };
         let mut req = self
@@ -916,7 +929,7 @@ impl Events for DynamoStore {
         // A page after `before` ends at its sort key (inclusive: BETWEEN is; it is skipped below).
         let before = q.before.as_ref().map(|(ms, id)| event_sort(*ms, id));
         if let (Some(since), Some(b)) = (q.since_ms, &before)
-            && format!("{since:015}").as_str() > b.as_str()
+            && since_after(since, b)
         {
             // Nothing is both that new and older than the cursor (and BETWEEN would refuse it).
             return Ok(vec![]);
@@ -1200,6 +1213,23 @@ mod tests {
             duration_ms: 0,
             response_body: String::new(),
         }
+    }
+
+    #[test]
+    fn a_since_is_after_a_cursor_only_when_newer_than_its_millisecond() {
+        let cursor = event_sort(1_700_000_000_123, "e");
+        assert!(since_after(1_700_000_000_124, &cursor));
+        // The cursor's own millisecond may hold older notifications (smaller ids): between.
+        assert!(!since_after(1_700_000_000_123, &cursor));
+        assert!(!since_after(1_700_000_000_122, &cursor));
+        assert!(!since_after(5, &event_sort(5, "")), "a key equal to the bound is not after it");
+        assert!(!since_after(5, &format!("{:015}", 5)));
+    }
+
+    #[test]
+    fn a_notification_is_kept_in_chunks_only_when_larger_than_one() {
+        assert!(!in_chunks(&vec![b'x'; BODY_CHUNK]), "exactly one chunk's size fits in the row");
+        assert!(in_chunks(&vec![b'x'; BODY_CHUNK + 1]));
     }
 
     #[test]

@@ -785,8 +785,15 @@ async fn a_delivered_notification_expires_after_the_retention_and_a_redelivered_
     assert_eq!(items.len(), 6);
     assert!(items.values().all(Option::is_none), "{items:?}");
 
+    // A redelivery cut after its chunks were set to expire (the row failed, no expiry of its
+    // own): the next one clears them too.
+    for sk in items.keys().filter(|sk| sk.starts_with("BODY#")) {
+        set_expiry_of(&aws, &event_id, sk, now_s() + 60).await;
+    }
     // Redelivered and delivered: every item expires again, the row 30 days from now.
     call(&api, "POST", &format!("/instances/{id}/events/{event_id}/redeliver"), &[admin()], vec![]).await;
+    let items = expiries(&aws, &event_id).await;
+    assert!(items.values().all(Option::is_none), "{items:?}");
     let events = deliver_the_queued_one(&aws, &api, id, &event_id, 2).await;
     assert_eq!(events[0]["attempts"].as_array().unwrap().len(), 4);
     let items = expiries(&aws, &event_id).await;
@@ -795,6 +802,106 @@ async fn a_delivered_notification_expires_after_the_retention_and_a_redelivered_
     assert_eq!(items.values().filter(|at| **at == Some(row)).count(), 5, "{items:?}");
     assert_eq!(items.values().filter(|at| **at == Some(row + 7 * 24 * 3600)).count(), 2, "{items:?}");
     assert_eq!(rx.got.lock().unwrap().len(), 4);
+
+    // A small notification (no chunks): its row and attempt expire once delivered, and are both
+    // kept again when it is redelivered.
+    let (_, v) = webhook(&api, id, r#"{"action":"job_created","payload":{"job":{"id":4}}}"#, "ttl-2").await;
+    let small = v["eventId"].as_str().unwrap().to_owned();
+    deliver_the_queued_one(&aws, &api, id, &small, 0).await;
+    let items = expiries(&aws, &small).await;
+    assert_eq!(items.len(), 2, "row and attempt: {items:?}");
+    assert!(items.values().all(Option::is_some), "{items:?}");
+    call(&api, "POST", &format!("/instances/{id}/events/{small}/redeliver"), &[admin()], vec![]).await;
+    let items = expiries(&aws, &small).await;
+    assert!(items.values().all(Option::is_none), "{items:?}");
+}
+
+/// Sets the TTL of one item of a notification.
+async fn set_expiry_of(aws: &Aws, event_id: &str, sk: &str, at: i64) {
+    use aws_sdk_dynamodb::types::AttributeValue as Av;
+    aws.dynamo
+        .update_item()
+        .table_name(&aws.table)
+        .key("pk", Av::S(format!("EVENT#{event_id}")))
+        .key("sk", Av::S(sk.to_owned()))
+        .update_expression("SET expires_at = :t")
+        .expression_attribute_values(":t", Av::N(at.to_string()))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A dedupe key makes a repeat a duplicate until the millisecond it expires, not at it (as in
+/// the local mode), and carries DynamoDB's TTL attribute in seconds.
+#[tokio::test]
+async fn a_dedupe_key_holds_until_it_expires_and_carries_the_ttl_in_seconds() {
+    use relay_core::notification::Notification;
+    use relay_core::ports::{AcceptOutcome, Accepted, Events};
+    let aws = provision().await;
+    let store = aws.store();
+    let until = 1_800_000_000_999;
+    let accepted = |at: i64, event_id: &str| Accepted {
+        instance_id: 9,
+        delivery_key: "gh-key".into(),
+        action: "job_created".into(),
+        notifications: vec![Notification { event_id: event_id.into(), part: 0, body: br#"{"a":1}"#.to_vec() }],
+        accepted_at_ms: at,
+        dedupe_until_ms: until,
+    };
+    assert_eq!(store.accept(accepted(until - 86_400_000, "e1")).await.unwrap(), AcceptOutcome::Queued);
+    use aws_sdk_dynamodb::types::AttributeValue as Av;
+    let key = aws
+        .dynamo
+        .get_item()
+        .table_name(&aws.table)
+        .key("pk", Av::S("DEDUPE#9#gh-key".into()))
+        .key("sk", Av::S("DEDUPE".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(key["expires_at"].as_n().unwrap(), "1800000000", "seconds, for DynamoDB's TTL");
+    assert_eq!(key["expires_at_ms"].as_n().unwrap(), "1800000000999");
+    let repeat = store.accept(accepted(until - 1, "e2")).await.unwrap();
+    assert_eq!(repeat, AcceptOutcome::Duplicate { event_id: "e1".into() });
+    assert_eq!(store.accept(accepted(until, "e3")).await.unwrap(), AcceptOutcome::Queued, "expired at `until`");
+}
+
+/// The events list through the store: `limit` is a bound, and a `since` newer than the cursor
+/// of the page before finds nothing (DynamoDB would refuse the key condition such a query
+/// needs, a `BETWEEN` whose bounds are reversed; moto does not, so that half is not shown here).
+#[tokio::test]
+async fn the_events_list_takes_at_most_limit_and_nothing_newer_than_since_before_a_cursor() {
+    use relay_core::ports::{EventQuery, Events};
+    let aws = provision().await;
+    let api = aws.api();
+    let id = instance(&api, "http://127.0.0.1:9/hooks").await["id"].as_i64().unwrap();
+    for n in 1..=3 {
+        let body = format!(r#"{{"action":"job_created","payload":{{"job":{{"id":{n}}}}}}}"#);
+        assert_eq!(webhook(&api, id, &body, &format!("list-{n}")).await.0, 200);
+    }
+    let store = aws.store();
+    let page = store.list(id, &EventQuery { limit: 2, ..Default::default() }).await.unwrap();
+    assert_eq!(page.len(), 2);
+    let all = store.list(id, &EventQuery { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(all.len(), 3);
+    let last = &page[1];
+    let later = EventQuery {
+        limit: 10,
+        since_ms: Some(last.created_at_ms + 1),
+        before: Some((last.created_at_ms, last.event_id.clone())),
+        ..Default::default()
+    };
+    assert_eq!(store.list(id, &later).await.unwrap().len(), 0);
+    // `max_bytes` stops the reading once the bodies pass it, not once they reach it: at exactly
+    // one body's size, the second is read too. Through either index.
+    let one = all[0].body.len();
+    assert!(all.iter().all(|e| e.body.len() == one), "three bodies of one size");
+    for status in [None, Some(relay_core::ports::EventStatus::Pending)] {
+        let q = EventQuery { status, limit: 10, max_bytes: Some(one), ..Default::default() };
+        assert_eq!(store.list(id, &q).await.unwrap().len(), 2, "{status:?}");
+    }
 }
 
 /// One EMF line per batch: what was delivered, retried, gone (a 410), dead-lettered (the last
@@ -1173,9 +1280,28 @@ async fn an_instance_update_is_a_compare_and_set_on_what_was_read() {
     let current = store.get(id).await.unwrap().unwrap().spec;
     let second = store.update(id, &current, renamed("second")).await.unwrap();
     assert!(matches!(&second, SpecUpdate::Done(i) if i.spec.name == "second"), "{second:?}");
+    // Each update raised the revision the next one compares against.
+    let revision = instance_revision(&aws, id).await;
+    assert_eq!(revision, Some(2), "two updates");
     assert!(store.delete(id).await.unwrap());
     let gone = store.update(id, &current, renamed("gone")).await.unwrap();
     assert!(matches!(gone, SpecUpdate::Gone), "{gone:?}");
+}
+
+async fn instance_revision(aws: &Aws, id: i64) -> Option<i64> {
+    use aws_sdk_dynamodb::types::AttributeValue as Av;
+    let item = aws
+        .dynamo
+        .get_item()
+        .table_name(&aws.table)
+        .key("pk", Av::S(format!("INSTANCE#{id}")))
+        .key("sk", Av::S("INSTANCE".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    item.get("revision").map(|r| r.as_n().unwrap().parse().unwrap())
 }
 
 /// `POST /instances/{id}/token` on DynamoDB: the item's token hash is replaced and nothing else
