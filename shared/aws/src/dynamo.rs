@@ -184,6 +184,12 @@ impl RowState {
     }
 }
 
+/// When an attempt ended (ms): the row's `updated_at`, and where a delivered one's retention
+/// starts.
+fn ended_at(log: &AttemptLog) -> i64 {
+    log.at_ms + log.duration_ms as i64
+}
+
 /// A new attempt's sort key: by series, then number, then start time, then a random tag. Two
 /// attempts may share a number, and the log keeps both: an attempt whose record was cut after
 /// its log item (the row still counts one fewer, so the next attempt takes its number), or two
@@ -1026,7 +1032,7 @@ impl Events for DynamoStore {
     async fn record_attempt(&self, event: &QueuedEvent, log: AttemptLog, next: NextStep) -> Result<(), StoreError> {
         // Delivered: the row and its attempts expire `retention` after (DynamoDB TTL, seconds).
         let expires_at = matches!(next, NextStep::Delivered)
-            .then(|| (log.at_ms + log.duration_ms as i64 + self.retention.as_millis() as i64) / 1000);
+            .then(|| (ended_at(&log) + self.retention.as_millis() as i64) / 1000);
         let sk = attempt_sk(&log);
         let mut put = self
             .dynamo
@@ -1062,7 +1068,7 @@ impl Events for DynamoStore {
             .expression_attribute_values(":st", s(status))
             .expression_attribute_values(":g2pk", status_pk(event.instance_id, status))
             .expression_attribute_values(":a", n(log.attempt))
-            .expression_attribute_values(":u", n(log.at_ms + log.duration_ms as i64));
+            .expression_attribute_values(":u", n(ended_at(&log)));
         update = match &next {
             NextStep::RetryAt { at_ms } => update
                 .update_expression("SET #st = :st, gsi2pk = :g2pk, attempts = :a, updated_at = :u, next_attempt_at = :next")
