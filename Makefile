@@ -8,7 +8,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 VENV := .venv-tools
 SAM_VENV := .venv-sam
 
-.PHONY: help run listen test test-rust test-infra api-fuzz validate validate-sam build deploy invoke coldstart conformance parity-aws bench-core bench-store bench-local fuzz mutants mutants-use-cases mutants-router mutants-adapters tools-mutants tools-wrk fmt lint
+.PHONY: help run listen test test-rust test-infra api-fuzz validate validate-sam build deploy invoke coldstart conformance parity-aws bench-core bench-store bench-local fuzz mutants mutants-use-cases mutants-router mutants-adapters mutants-aws tools-mutants tools-wrk fmt lint
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -127,6 +127,10 @@ mutants-router: ## cargo-mutants on the HTTP router, with the local mode's suite
 mutants-adapters: tools-mutants ## cargo-mutants on the callback client and the SQLite store, with their own tests and the local mode's suites (about 2 h)
 	env -u CARGO_TARGET_DIR PROPTEST_CASES=16 $(CARGO) mutants -p relay-callback -p relay-sqlite \
 	  --test-package relay-callback,relay-sqlite,greenhouse-relay --timeout 240 -o .mutants
+
+mutants-aws: tools-mutants $(VENV)/.installed ## cargo-mutants on the AWS adapters (DynamoDB, SQS, the Lambda glue) with their tests against moto server (about 1.5 h, two at a time)
+	env -u CARGO_TARGET_DIR PROPTEST_CASES=8 scripts/with-moto.sh $(CARGO) mutants -p relay-aws \
+	  --test-package relay-aws --timeout 150 -j 2 -o .mutants
 
 tools-wrk:
 	@command -v wrk >/dev/null || { echo "installing wrk (apt-get install wrk)"; \

@@ -1363,3 +1363,84 @@ async fn a_new_token_replaces_the_items_token_hash_and_nothing_else() {
     assert_eq!(call(&api, "POST", &format!("/instances/{id}/token"), &[admin()], vec![]).await.0, 404);
     assert_eq!(call(&api, "POST", "/instances/987654/token", &[admin()], vec![]).await.0, 404);
 }
+
+/// Failures between a read and a write of one call, injected into the store's DynamoDB requests
+/// (`Faults`): a failed condition (the item changed meanwhile) and an outage are told apart at
+/// each conditional write, and neither is taken for the other.
+#[tokio::test]
+async fn an_outage_between_a_read_and_a_write_is_no_failed_condition_nor_the_reverse() {
+    use relay_core::ports::{AttemptLog, Events, Instances, NextStep, QueuedEvent, SpecUpdate, StoreError};
+    let aws = provision().await;
+    let faults = Faults::default();
+    let store = faults.store(&aws).await;
+    let api = aws.api();
+    let id = instance(&api, "http://127.0.0.1:9/hooks").await["id"].as_i64().unwrap();
+
+    // An instance update: its compare-and-set refused means changed meanwhile (read again); its
+    // write failing is an outage, not a change to retry.
+    let read = Instances::get(&store, id).await.unwrap().unwrap().spec;
+    let renamed = |name: &str| relay_core::instance::InstanceSpec { name: name.into(), ..read.clone() };
+    faults.arm(Fault::ConditionFails, "revision");
+    let changed = store.update(id, &read, renamed("a")).await;
+    assert!(matches!(changed, Ok(SpecUpdate::Changed)), "{changed:?}");
+    faults.arm(Fault::Outage, "revision");
+    let down = store.update(id, &read, renamed("b")).await;
+    assert!(matches!(down, Err(StoreError::Unavailable(_))), "{down:?}");
+    faults.disarm();
+    assert!(matches!(store.update(id, &read, renamed("c")).await, Ok(SpecUpdate::Done(_))));
+
+    // A redelivery whose new series cannot be written: an error (503), not "nothing to redeliver".
+    let (_, v) = webhook(&api, id, r#"{"action":"job_created","payload":{"job":{"id":5}}}"#, "faults-1").await;
+    let event_id = v["eventId"].as_str().unwrap().to_owned();
+    age_pending(&aws, &event_id).await;
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    faults.arm(Fault::Outage, ":stale");
+    let down = store.redeliver(id, std::slice::from_ref(&event_id), None, now_ms).await;
+    assert!(matches!(down, Err(StoreError::Unavailable(_))), "{down:?}");
+    faults.disarm();
+    assert_eq!(store.redeliver(id, std::slice::from_ref(&event_id), None, now_ms).await.unwrap(), vec![event_id.clone()]);
+
+    // An attempt's record: its row update failing is an error (the message stays, SQS retries
+    // it); refused because a redelivery started a new series meanwhile, the attempt is logged
+    // and the row stays the new series'.
+    let queued = QueuedEvent { event_id: event_id.clone(), instance_id: id, series: 1, attempts: 0, body: b"{}".to_vec() };
+    let log = |attempt| AttemptLog {
+        at_ms: now_ms,
+        series: 1,
+        attempt,
+        status_code: Some(200),
+        error: None,
+        duration_ms: 3,
+        response_body: String::new(),
+    };
+    faults.arm(Fault::Outage, ":u");
+    let down = store.record_attempt(&queued, log(1), NextStep::Delivered).await;
+    assert!(matches!(down, Err(StoreError::Unavailable(_))), "{down:?}");
+    faults.arm(Fault::ConditionFails, ":u");
+    store.record_attempt(&queued, log(2), NextStep::Delivered).await.unwrap();
+    faults.disarm();
+    let row = row_of(&aws, &event_id).await;
+    assert_eq!(row["status"].as_s().unwrap(), "pending", "the row is not the refused write's");
+    let attempts = Events::get(&store, id, &event_id).await.unwrap().unwrap().attempts;
+    assert_eq!(attempts.len(), 2, "both attempts are logged: {attempts:?}");
+
+    // A redelivery of a delivered notification keeps its attempts again (their expiry removed):
+    // one of those updates failing fails the redelivery (503, the notification marked failed,
+    // not queued); one refused because its item went meanwhile is no reason to.
+    let delivered = |series| {
+        let queued = QueuedEvent { series, ..queued.clone() };
+        let store = &store;
+        async move { store.record_attempt(&queued, AttemptLog { series, ..log(1) }, NextStep::Delivered).await.unwrap() }
+    };
+    delivered(1).await;
+    faults.arm(Fault::Outage, "REMOVE expires_at");
+    let down = store.redeliver(id, std::slice::from_ref(&event_id), None, now_ms).await;
+    assert!(matches!(down, Err(StoreError::Unavailable(_))), "{down:?}");
+    faults.disarm();
+    assert_eq!(row_of(&aws, &event_id).await["dead_letter_reason"].as_s().unwrap(), relay_aws::dynamo::NOT_QUEUED);
+    delivered(2).await;
+    faults.arm(Fault::ConditionFails, "REMOVE expires_at");
+    let redelivered = store.redeliver(id, std::slice::from_ref(&event_id), None, now_ms).await;
+    faults.disarm();
+    assert_eq!(redelivered.unwrap(), vec![event_id.clone()]);
+}

@@ -272,3 +272,80 @@ pub async fn call(
 pub fn admin() -> (&'static str, String) {
     ("authorization", format!("User {USER}, Organization {ORG}"))
 }
+
+/// What a [`Faults`] does to the DynamoDB requests it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The request's condition becomes one the item fails (`attribute_not_exists(pk)`): what the
+    /// caller sees when the item changed between its read and this write.
+    ConditionFails,
+    /// The request goes to an operation DynamoDB does not have: an error that is no failed
+    /// condition, as an outage between two calls of one operation would be.
+    Outage,
+}
+
+/// Faults injected into one DynamoDB client's requests (an SDK interceptor, before each is sent):
+/// while armed, every `UpdateItem` whose JSON body contains `marker` gets `fault`. This reaches
+/// what moto alone cannot show: a write refused, or failing, between a read and a write that
+/// succeed, at a chosen step of one call.
+#[derive(Debug, Clone, Default)]
+pub struct Faults(Arc<Mutex<Option<(Fault, String)>>>);
+
+impl Faults {
+    pub fn arm(&self, fault: Fault, marker: &str) {
+        *self.0.lock().unwrap() = Some((fault, marker.to_owned()));
+    }
+
+    pub fn disarm(&self) {
+        *self.0.lock().unwrap() = None;
+    }
+
+    /// A DynamoDB store on `aws`'s table and queue whose DynamoDB requests go through these faults.
+    pub async fn store(&self, aws: &Aws) -> DynamoStore {
+        let conf = sdk_config(&endpoint()).await;
+        let dynamo = aws_sdk_dynamodb::config::Builder::from(&conf).interceptor(self.clone()).build();
+        DynamoStore::new(
+            aws_sdk_dynamodb::Client::from_conf(dynamo),
+            aws.table.clone(),
+            Queue::new(aws.sqs.clone(), aws.queue_url.clone()),
+        )
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for Faults {
+    fn name(&self) -> &'static str {
+        "Faults"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut<'_>,
+        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let Some((fault, marker)) = self.0.lock().unwrap().clone() else { return Ok(()) };
+        let request = context.request_mut();
+        let update = request.headers().get("x-amz-target").is_some_and(|t| t.ends_with(".UpdateItem"));
+        let body = request.body().bytes().map(<[u8]>::to_vec).unwrap_or_default();
+        if !update || !String::from_utf8_lossy(&body).contains(&marker) {
+            return Ok(());
+        }
+        match fault {
+            Fault::ConditionFails => {
+                let mut v: serde_json::Value = serde_json::from_slice(&body)?;
+                // ANDed with the request's own condition, so that its values stay in use.
+                v["ConditionExpression"] = match v["ConditionExpression"].as_str() {
+                    Some(c) => format!("({c}) AND attribute_not_exists(pk)").into(),
+                    None => "attribute_not_exists(pk)".into(),
+                };
+                let body = serde_json::to_vec(&v)?;
+                request.headers_mut().insert("content-length", body.len().to_string());
+                *request.body_mut() = aws_smithy_types::body::SdkBody::from(body);
+            }
+            Fault::Outage => {
+                request.headers_mut().insert("x-amz-target", "DynamoDB_20120810.NoSuchOperation");
+            }
+        }
+        Ok(())
+    }
+}
