@@ -1318,20 +1318,7 @@ async fn a_new_token_replaces_the_items_token_hash_and_nothing_else() {
     let read = store.get(id).await.unwrap().unwrap();
     let cached = relay_aws::CachedInstances::new(aws.store(), Duration::from_secs(3600));
     assert_eq!(cached.get(id).await.unwrap().unwrap().token_hash, read.token_hash);
-    let revision = || async {
-        let (pk, sk) = (format!("INSTANCE#{id}"), "INSTANCE".to_owned());
-        let got = aws
-            .dynamo
-            .get_item()
-            .table_name(&aws.table)
-            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk))
-            .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(sk))
-            .send()
-            .await
-            .unwrap();
-        got.item.unwrap().get("revision").map(|r| r.as_n().unwrap().clone())
-    };
-    let revision_before = revision().await;
+    let revision_before = instance_revision(&aws, id).await;
 
     let (status, renewed) =
         call(&api, "POST", &format!("/instances/{id}/token"), std::slice::from_ref(&old), vec![]).await;
@@ -1346,7 +1333,7 @@ async fn a_new_token_replaces_the_items_token_hash_and_nothing_else() {
     let now = store.get(id).await.unwrap().unwrap();
     assert_eq!(now.token_hash, relay_core::instance::token_hash(renewed["token"].as_str().unwrap()));
     assert_eq!(now.spec, read.spec);
-    assert_eq!(revision().await, revision_before, "the spec's compare-and-set is not disturbed");
+    assert_eq!(instance_revision(&aws, id).await, revision_before, "the spec's compare-and-set is not disturbed");
 
     // A PATCH's compare-and-set on the spec read before the new token lands, and keeps it.
     let renamed = relay_core::instance::InstanceSpec { name: "renamed".into(), ..read.spec.clone() };
@@ -1362,6 +1349,39 @@ async fn a_new_token_replaces_the_items_token_hash_and_nothing_else() {
     assert!(store.replace_token(id, relay_core::instance::token_hash("x")).await.unwrap().is_none());
     assert_eq!(call(&api, "POST", &format!("/instances/{id}/token"), &[admin()], vec![]).await.0, 404);
     assert_eq!(call(&api, "POST", "/instances/987654/token", &[admin()], vec![]).await.0, 404);
+}
+
+/// The delivery function's instance cache serves what it read for its time to live (a batch of
+/// ten costs one read), then reads again; its list is the store's.
+#[tokio::test]
+async fn the_instance_cache_serves_what_it_read_until_its_time_to_live_is_spent() {
+    use relay_core::ports::{Instances, SpecUpdate};
+    let aws = provision().await;
+    let store = aws.store();
+    let id = instance(&aws.api(), "http://127.0.0.1:9/hooks").await["id"].as_i64().unwrap();
+    let ttl = Duration::from_millis(1500);
+    let cached = relay_aws::CachedInstances::new(aws.store(), ttl);
+    let read = cached.get(id).await.unwrap().unwrap();
+    let renamed = relay_core::instance::InstanceSpec { name: "renamed".into(), ..read.spec.clone() };
+    let started = std::time::Instant::now();
+    assert!(matches!(store.update(id, &read.spec, renamed).await.unwrap(), SpecUpdate::Done(_)));
+    let served = cached.get(id).await.unwrap().unwrap().spec.name;
+    // Only if the machine was too slow to look within the time to live is the answer not shown.
+    if started.elapsed() < ttl {
+        assert_eq!(served, read.spec.name, "served from the cache");
+    }
+    tokio::time::sleep(ttl).await;
+    assert_eq!(cached.get(id).await.unwrap().unwrap().spec.name, "renamed", "read again");
+    let listed: Vec<i64> = cached.list(None, 10).await.unwrap().iter().map(|i| i.id).collect();
+    assert_eq!(listed, vec![id]);
+    // A ping recorded through it is the store's.
+    let ping: serde_json::Map<String, Value> = json!({"web_hook_id": 9}).as_object().unwrap().clone();
+    cached.record_ping(id, ping.clone()).await.unwrap();
+    assert_eq!(store.get(id).await.unwrap().unwrap().last_ping, Some(ping));
+    // Deleted through it: its entry goes at once; a second delete finds nothing.
+    assert!(cached.delete(id).await.unwrap());
+    assert!(cached.get(id).await.unwrap().is_none());
+    assert!(!cached.delete(id).await.unwrap());
 }
 
 /// Failures between a read and a write of one call, injected into the store's DynamoDB requests
