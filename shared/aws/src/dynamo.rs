@@ -1031,8 +1031,8 @@ impl Events for DynamoStore {
 
     async fn record_attempt(&self, event: &QueuedEvent, log: AttemptLog, next: NextStep) -> Result<(), StoreError> {
         // Delivered: the row and its attempts expire `retention` after (DynamoDB TTL, seconds).
-        let expires_at = matches!(next, NextStep::Delivered)
-            .then(|| (ended_at(&log) + self.retention.as_millis() as i64) / 1000);
+        let expires_at =
+            matches!(next, NextStep::Delivered).then(|| (ended_at(&log) + self.retention.as_millis() as i64) / 1000);
         let sk = attempt_sk(&log);
         let mut put = self
             .dynamo

@@ -1418,12 +1418,16 @@ async fn an_outage_between_a_read_and_a_write_is_no_failed_condition_nor_the_rev
     let down = store.redeliver(id, std::slice::from_ref(&event_id), None, now_ms).await;
     assert!(matches!(down, Err(StoreError::Unavailable(_))), "{down:?}");
     faults.disarm();
-    assert_eq!(store.redeliver(id, std::slice::from_ref(&event_id), None, now_ms).await.unwrap(), vec![event_id.clone()]);
+    assert_eq!(
+        store.redeliver(id, std::slice::from_ref(&event_id), None, now_ms).await.unwrap(),
+        vec![event_id.clone()]
+    );
 
     // An attempt's record: its row update failing is an error (the message stays, SQS retries
     // it); refused because a redelivery started a new series meanwhile, the attempt is logged
     // and the row stays the new series'.
-    let queued = QueuedEvent { event_id: event_id.clone(), instance_id: id, series: 1, attempts: 0, body: b"{}".to_vec() };
+    let queued =
+        QueuedEvent { event_id: event_id.clone(), instance_id: id, series: 1, attempts: 0, body: b"{}".to_vec() };
     let log = |attempt| AttemptLog {
         at_ms: now_ms,
         series: 1,
