@@ -375,22 +375,26 @@ async fn a_message_back_before_its_attempt_is_due_waits_for_the_rest() {
     assert_eq!(numbers, [6, 7]);
 }
 
-/// The notification's row, as the table holds it.
-async fn row_of(
-    aws: &Aws,
-    event_id: &str,
-) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+type Item = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
+
+/// An item of the table, by key, as the table holds it.
+async fn item_of(aws: &Aws, pk: String, sk: &str) -> Option<Item> {
     use aws_sdk_dynamodb::types::AttributeValue as Av;
     let out = aws
         .dynamo
         .get_item()
         .table_name(&aws.table)
-        .key("pk", Av::S(format!("EVENT#{event_id}")))
-        .key("sk", Av::S("EVENT".into()))
+        .key("pk", Av::S(pk))
+        .key("sk", Av::S(sk.to_owned()))
         .send()
         .await
         .unwrap();
-    out.item.unwrap()
+    out.item
+}
+
+/// The notification's row, as the table holds it.
+async fn row_of(aws: &Aws, event_id: &str) -> Item {
+    item_of(aws, format!("EVENT#{event_id}"), "EVENT").await.unwrap()
 }
 
 /// Sets a number of the notification's row, as a function stopped at the right moment leaves it.
@@ -849,18 +853,7 @@ async fn a_dedupe_key_holds_until_it_expires_and_carries_the_ttl_in_seconds() {
         dedupe_until_ms: until,
     };
     assert_eq!(store.accept(accepted(until - 86_400_000, "e1")).await.unwrap(), AcceptOutcome::Queued);
-    use aws_sdk_dynamodb::types::AttributeValue as Av;
-    let key = aws
-        .dynamo
-        .get_item()
-        .table_name(&aws.table)
-        .key("pk", Av::S("DEDUPE#9#gh-key".into()))
-        .key("sk", Av::S("DEDUPE".into()))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let key = item_of(&aws, "DEDUPE#9#gh-key".into(), "DEDUPE").await.unwrap();
     assert_eq!(key["expires_at"].as_n().unwrap(), "1800000000", "seconds, for DynamoDB's TTL");
     assert_eq!(key["expires_at_ms"].as_n().unwrap(), "1800000000999");
     let repeat = store.accept(accepted(until - 1, "e2")).await.unwrap();
@@ -1289,18 +1282,7 @@ async fn an_instance_update_is_a_compare_and_set_on_what_was_read() {
 }
 
 async fn instance_revision(aws: &Aws, id: i64) -> Option<i64> {
-    use aws_sdk_dynamodb::types::AttributeValue as Av;
-    let item = aws
-        .dynamo
-        .get_item()
-        .table_name(&aws.table)
-        .key("pk", Av::S(format!("INSTANCE#{id}")))
-        .key("sk", Av::S("INSTANCE".into()))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let item = item_of(aws, format!("INSTANCE#{id}"), "INSTANCE").await.unwrap();
     item.get("revision").map(|r| r.as_n().unwrap().parse().unwrap())
 }
 
