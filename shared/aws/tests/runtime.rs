@@ -348,7 +348,7 @@ async fn a_message_back_before_its_attempt_is_due_waits_for_the_rest() {
     assert_eq!(delivery(&aws).handle_batch(event.clone()).await.batch_item_failures.len(), 1);
     let row = row_of(&aws, &event_id).await;
     let due: i64 = row["next_attempt_at"].as_n().unwrap().parse().unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now = now_ms();
     let hours = (due - now) as f64 / 3_600_000.0;
     assert!((15.9..=24.0).contains(&hours), "Retry-After 24 h within [delay, 2 x delay]: {hours} h");
 
@@ -399,12 +399,17 @@ async fn row_of(aws: &Aws, event_id: &str) -> Item {
 
 /// Sets a number of the notification's row, as a function stopped at the right moment leaves it.
 async fn set_row_number(aws: &Aws, event_id: &str, attribute: &str, value: i64) {
+    set_item_number(aws, event_id, "EVENT", attribute, value).await;
+}
+
+/// Sets a number of one item of a notification (`sk`: its row, an attempt, a chunk).
+async fn set_item_number(aws: &Aws, event_id: &str, sk: &str, attribute: &str, value: i64) {
     use aws_sdk_dynamodb::types::AttributeValue as Av;
     aws.dynamo
         .update_item()
         .table_name(&aws.table)
         .key("pk", Av::S(format!("EVENT#{event_id}")))
-        .key("sk", Av::S("EVENT".into()))
+        .key("sk", Av::S(sk.to_owned()))
         .update_expression("SET #a = :v")
         .expression_attribute_names("#a", attribute)
         .expression_attribute_values(":v", Av::N(value.to_string()))
@@ -425,9 +430,7 @@ async fn age_pending(aws: &Aws, event_id: &str) {
 }
 
 async fn set_due_minutes_ago(aws: &Aws, event_id: &str, minutes: i64) {
-    let due = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-        - minutes * 60 * 1000;
-    set_row_number(aws, event_id, "next_attempt_at", due).await;
+    set_row_number(aws, event_id, "next_attempt_at", now_ms() - minutes * 60 * 1000).await;
 }
 
 #[tokio::test]
@@ -740,8 +743,12 @@ async fn expiries(aws: &Aws, event_id: &str) -> std::collections::BTreeMap<Strin
         .collect()
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
 fn now_s() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    now_ms() / 1000
 }
 
 /// A delivered notification expires (DynamoDB TTL) 30 days after delivery: its row, every
@@ -792,7 +799,7 @@ async fn a_delivered_notification_expires_after_the_retention_and_a_redelivered_
     // A redelivery cut after its chunks were set to expire (the row failed, no expiry of its
     // own): the next one clears them too.
     for sk in items.keys().filter(|sk| sk.starts_with("BODY#")) {
-        set_expiry_of(&aws, &event_id, sk, now_s() + 60).await;
+        set_item_number(&aws, &event_id, sk, "expires_at", now_s() + 60).await;
     }
     // Redelivered and delivered: every item expires again, the row 30 days from now.
     call(&api, "POST", &format!("/instances/{id}/events/{event_id}/redeliver"), &[admin()], vec![]).await;
@@ -818,21 +825,6 @@ async fn a_delivered_notification_expires_after_the_retention_and_a_redelivered_
     call(&api, "POST", &format!("/instances/{id}/events/{small}/redeliver"), &[admin()], vec![]).await;
     let items = expiries(&aws, &small).await;
     assert!(items.values().all(Option::is_none), "{items:?}");
-}
-
-/// Sets the TTL of one item of a notification.
-async fn set_expiry_of(aws: &Aws, event_id: &str, sk: &str, at: i64) {
-    use aws_sdk_dynamodb::types::AttributeValue as Av;
-    aws.dynamo
-        .update_item()
-        .table_name(&aws.table)
-        .key("pk", Av::S(format!("EVENT#{event_id}")))
-        .key("sk", Av::S(sk.to_owned()))
-        .update_expression("SET expires_at = :t")
-        .expression_attribute_values(":t", Av::N(at.to_string()))
-        .send()
-        .await
-        .unwrap();
 }
 
 /// A dedupe key makes a repeat a duplicate until the millisecond it expires, not at it (as in
@@ -1395,7 +1387,7 @@ async fn an_outage_between_a_read_and_a_write_is_no_failed_condition_nor_the_rev
     let (_, v) = webhook(&api, id, r#"{"action":"job_created","payload":{"job":{"id":5}}}"#, "faults-1").await;
     let event_id = v["eventId"].as_str().unwrap().to_owned();
     age_pending(&aws, &event_id).await;
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now_ms = now_ms();
     faults.arm(Fault::Outage, ":stale");
     let down = store.redeliver(id, std::slice::from_ref(&event_id), None, now_ms).await;
     assert!(matches!(down, Err(StoreError::Unavailable(_))), "{down:?}");
