@@ -146,12 +146,21 @@ pub fn list_events(
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params_from_iter(args), |r| {
         let status: String = r.get(4)?;
+        // The table's CHECK admits only the three words; anything else is a damaged file,
+        // reported as such rather than read as some status.
+        let status = EventStatus::parse(&status).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                4,
+                rusqlite::types::Type::Text,
+                format!("unknown status {status:?}").into(),
+            )
+        })?;
         Ok(EventRecord {
             event_id: r.get(0)?,
             instance_id: r.get(1)?,
             part: r.get(2)?,
             action: r.get(3)?,
-            status: EventStatus::parse(&status).unwrap_or(EventStatus::Pending),
+            status,
             created_at_ms: r.get(5)?,
             updated_at_ms: r.get(6)?,
             next_attempt_at_ms: r.get(7)?,

@@ -33,3 +33,25 @@ async fn a_list_stops_after_the_notification_that_passes_max_bytes() {
         "always at least one"
     );
 }
+
+/// The table admits three statuses; a row with another (a damaged or hand-edited file) is an
+/// error, never read as pending or as any other status.
+#[tokio::test]
+async fn a_row_with_a_status_the_table_does_not_admit_is_an_error_not_a_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.db");
+    let store = SqliteStore::open(&path).unwrap();
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch("PRAGMA ignore_check_constraints = ON").unwrap();
+        c.execute(
+            "INSERT INTO events (event_id, instance_id, part, action, status, created_at, updated_at, body)
+             VALUES ('e0', 1, 0, 'job_created', 'lost', 0, 0, x'')",
+            [],
+        )
+        .unwrap();
+    }
+    let err = store.list(1, &EventQuery { limit: 10, ..EventQuery::default() }).await.unwrap_err();
+    assert!(err.to_string().contains("unknown status \"lost\""), "{err}");
+    assert!(store.get(1, "e0").await.is_err(), "one event read alone is refused too");
+}
