@@ -28,6 +28,7 @@ enum Command {
 
 #[derive(Parser)]
 struct Listen {
+    /// Where the receiver listens (the callback URL is http://ADDR/<any path>).
     #[arg(long, env = "RECEIVER_ADDR", default_value = "127.0.0.1:8081")]
     addr: SocketAddr,
     /// The instance's `event.notification.signature.key` (repeat it for several). Without one,
@@ -38,12 +39,17 @@ struct Listen {
 
 #[derive(Parser)]
 struct Serve {
+    /// Where the API and the ingest URL listen.
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:3000")]
     listen_addr: SocketAddr,
+    /// The SQLite file that holds instances and the queue (created, with its folder, if absent).
     #[arg(long, env = "DATABASE_PATH", default_value = "data/greenhouse-relay.db")]
     database_path: PathBuf,
+    /// The `User` secret of `Authorization: User <secret>, Organization <secret>`, which
+    /// administers `/instances`. Prefer the environment: a flag shows in the process list.
     #[arg(long, env = "ADMIN_USER_SECRET", hide_env_values = true)]
     admin_user_secret: String,
+    /// The `Organization` secret of that header.
     #[arg(long, env = "ADMIN_ORG_SECRET", hide_env_values = true)]
     admin_org_secret: String,
     /// Networks callbacks may reach although they are private/loopback (comma-separated CIDRs).
@@ -212,4 +218,25 @@ async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// `--help` explains every option of every subcommand, and the definitions are consistent
+    /// (clap's own checks: unique names, valid defaults).
+    #[test]
+    fn every_option_has_its_help() {
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        for sub in cli.get_subcommands() {
+            for arg in sub.get_arguments().filter(|a| !matches!(a.get_id().as_str(), "help" | "version")) {
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                assert!(!help.trim().is_empty(), "{} --{} has no help", sub.get_name(), arg.get_id());
+            }
+        }
+    }
 }
