@@ -62,13 +62,26 @@ impl std::fmt::Debug for Settings {
 }
 
 /// A validated instance body (create) or the validated result of a merge (patch).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct InstanceSpec {
     pub name: String,
     pub tags: Vec<String>,
     /// Normalised (booleans as JSON booleans), unknown keys kept, secrets in clear.
     pub configuration: Map<String, Value>,
     pub settings: Settings,
+}
+
+/// Prints the configuration as the API shows it: a stray `{:?}` in a log line or a panic
+/// message cannot print a secret.
+impl std::fmt::Debug for InstanceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstanceSpec")
+            .field("name", &self.name)
+            .field("tags", &self.tags)
+            .field("configuration", &masked(&self.configuration))
+            .field("settings", &self.settings)
+            .finish()
+    }
 }
 
 /// `POST /instances`. A missing vendor signature key is generated and returned as `Some`.
@@ -562,6 +575,14 @@ mod tests {
         let debug = format!("{:?}", spec.settings);
         assert!(!debug.contains("s1") && !debug.contains("s2"), "{debug}");
         for part in ["events_enabled: true", "https://r.example/", "signature_keys: 1", "vendor_keys: 1"] {
+            assert!(debug.contains(part), "{part} not in {debug}");
+        }
+        // The whole spec shows its configuration as the API does.
+        let debug = format!("{spec:?}");
+        for s in ["s1", "s2", "s3", "s4", "s5", "s6", "s7"] {
+            assert!(!debug.contains(&format!("\"{s}\"")), "{s} leaked: {debug}");
+        }
+        for part in ["name: \"acme-prod\"", "\"api.key\": String(\"********\")", "signature_keys: 1"] {
             assert!(debug.contains(part), "{part} not in {debug}");
         }
     }
